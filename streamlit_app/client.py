@@ -1,0 +1,113 @@
+"""HTTP client for the serving API, kept out of the page so tests can drive it directly.
+
+Every failure becomes a `ServingError` whose message is written for the person using the
+app, so the page can show it as is and never needs to show a stack trace.
+"""
+
+from dataclasses import dataclass
+
+import httpx
+
+DEFAULT_SERVING_URL = "http://127.0.0.1:8000"
+
+
+class ServingError(Exception):
+    """Serving could not answer; the message says why in words a user can act on."""
+
+
+class ServingUnavailable(ServingError):
+    """Serving is down, has no model yet, or failed: no point trying further files."""
+
+
+class FileRejected(ServingError):
+    """Serving refused one file (not an image, too large, ...); other files may still work."""
+
+
+@dataclass(frozen=True)
+class Readiness:
+    ready: bool
+    reason: str = ""
+
+
+def _detail(response: httpx.Response) -> str:
+    """The error text of a serving answer: `detail` (FastAPI's, a string or a list) or `reason`, else the body."""
+    try:
+        body = response.json()
+        detail = body.get("detail") or body.get("reason")
+    except (ValueError, AttributeError):
+        detail = None
+    if isinstance(detail, list):
+        detail = "; ".join(str(item.get("msg", item)) if isinstance(item, dict) else str(item) for item in detail)
+    return str(detail or response.text.strip() or response.reason_phrase)
+
+
+class ServingClient:
+    """Talks to one serving instance at `base_url`."""
+
+    def __init__(self, base_url: str = DEFAULT_SERVING_URL, timeout: float = 5.0, predict_timeout: float = 120.0):
+        self.base_url = base_url.rstrip("/")
+        self._timeout = timeout
+        self._predict_timeout = predict_timeout
+
+    def _request(self, method: str, path: str, timeout: float, **kwargs) -> httpx.Response:
+        url = f"{self.base_url}{path}"
+        try:
+            return httpx.request(method, url, timeout=timeout, **kwargs)
+        except httpx.TimeoutException as error:
+            raise ServingUnavailable(
+                f"The prediction service at {self.base_url} did not answer {method} {path} within {timeout:.0f} s."
+            ) from error
+        except httpx.HTTPError as error:
+            raise ServingUnavailable(
+                f"Cannot reach the prediction service at {self.base_url} ({type(error).__name__}). "
+                "Is it running? Start it with `make serve`, or set SERVING_URL to where it runs."
+            ) from error
+
+    def _json(self, response: httpx.Response, path: str) -> dict:
+        try:
+            body = response.json()
+        except ValueError as error:
+            raise ServingUnavailable(f"The prediction service answered {path} with something that is not JSON.") from error
+        if not isinstance(body, dict):
+            raise ServingUnavailable(f"The prediction service answered {path} with JSON that is not an object.")
+        return body
+
+    def _raise_for_unavailable(self, response: httpx.Response, path: str) -> None:
+        if response.status_code == 503:
+            raise ServingUnavailable(
+                f"The prediction service at {self.base_url} is up but has no model loaded yet: {_detail(response)}. "
+                "Try again in a moment."
+            )
+        if response.status_code >= 500:
+            raise ServingUnavailable(
+                f"The prediction service at {self.base_url} failed on {path} "
+                f"(HTTP {response.status_code}): {_detail(response)}"
+            )
+
+    def readiness(self) -> Readiness:
+        """Whether serving has a model loaded; raises ServingUnavailable when it cannot be reached."""
+        response = self._request("GET", "/ready", self._timeout)
+        if response.status_code == 503:
+            return Readiness(False, _detail(response))
+        self._raise_for_unavailable(response, "/ready")
+        return Readiness(bool(self._json(response, "/ready").get("ready")))
+
+    def model_card(self) -> dict:
+        """The loaded model's name, version, class, metrics, threshold, ... (GET /model)."""
+        response = self._request("GET", "/model", self._timeout)
+        self._raise_for_unavailable(response, "/model")
+        if response.status_code >= 400:
+            raise ServingUnavailable(f"The prediction service refused GET /model (HTTP {response.status_code}): {_detail(response)}")
+        return self._json(response, "/model")
+
+    def predict(self, filename: str, data: bytes, mime_type: str | None = None) -> dict:
+        """Predict one image; returns serving's answer {"model": {...}, "predictions": [...]}."""
+        files = [("file", (filename, data, mime_type or "application/octet-stream"))]
+        response = self._request("POST", "/predict", self._predict_timeout, files=files)
+        self._raise_for_unavailable(response, "/predict")
+        if response.status_code >= 400:
+            raise FileRejected(f"The prediction service rejected {filename}: {_detail(response)}")
+        body = self._json(response, "/predict")
+        if not isinstance(body.get("predictions"), list) or not isinstance(body.get("model"), dict):
+            raise ServingUnavailable("The prediction service answered /predict without `model` and `predictions`.")
+        return body

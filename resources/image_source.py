@@ -1,0 +1,79 @@
+"""The raw images: a local folder or an S3 prefix laid out as {train,test}/{benign,malignant}/."""
+
+from pathlib import Path
+
+import dagster as dg
+from botocore.exceptions import BotoCoreError, ClientError
+from dagster_aws.s3 import S3Resource
+
+SPLITS = ("train", "test")
+CLASSES = ("benign", "malignant")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+class ImageSourceError(RuntimeError):
+    """The source is missing or unreadable; the message names where."""
+
+
+class RawImageSource(dg.ConfigurableResource):
+    """Reads images from `location`: a folder, or `s3://BUCKET/PREFIX` (the seed used `data/`)."""
+
+    location: str
+    s3: S3Resource | None = None
+
+    @property
+    def is_s3(self) -> bool:
+        return self.location.startswith("s3://")
+
+    def list_images(self) -> list[tuple[str, str, str]]:
+        """(split, class, relative path) for every file, sorted; fails on a missing split or class."""
+        found = []
+        for split in SPLITS:
+            for label in CLASSES:
+                names = self._list_folder(f"{split}/{label}")
+                if not names:
+                    raise ImageSourceError(
+                        f"no images in {self.describe(f'{split}/{label}')} "
+                        f"(SKIN_CANCER_DATA={self.location}); expected {{train,test}}/{{benign,malignant}}/*.jpg"
+                    )
+                found += [(split, label, f"{split}/{label}/{name}") for name in names]
+        return sorted(found, key=lambda item: item[2])
+
+    def read(self, relative_path: str) -> bytes:
+        if not self.is_s3:
+            return (Path(self.location) / relative_path).read_bytes()
+        bucket, prefix = self._bucket_prefix()
+        try:
+            return self._client().get_object(Bucket=bucket, Key=prefix + relative_path)["Body"].read()
+        except (BotoCoreError, ClientError) as error:
+            raise ImageSourceError(f"cannot read {self.describe(relative_path)}: {error}") from error
+
+    def describe(self, relative_path: str = "") -> str:
+        return f"{self.location.rstrip('/')}/{relative_path}"
+
+    def _list_folder(self, folder: str) -> list[str]:
+        if not self.is_s3:
+            root = Path(self.location)
+            if not root.is_dir():
+                raise ImageSourceError(f"data folder {root} does not exist (set SKIN_CANCER_DATA to a folder or s3:// URI)")
+            path = root / folder
+            if not path.is_dir():
+                return []
+            return sorted(p.name for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+        bucket, prefix = self._bucket_prefix()
+        names = []
+        try:
+            for page in self._client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}{folder}/"):
+                names += [item["Key"].rsplit("/", 1)[-1] for item in page.get("Contents", [])]
+        except (BotoCoreError, ClientError) as error:
+            raise ImageSourceError(f"cannot list {self.describe(folder)}: {error}") from error
+        return sorted(name for name in names if name)
+
+    def _bucket_prefix(self) -> tuple[str, str]:
+        bucket, _, prefix = self.location[len("s3://") :].partition("/")
+        return bucket, (prefix.strip("/") + "/") if prefix.strip("/") else ""
+
+    def _client(self):
+        if self.s3 is None:
+            raise ImageSourceError(f"{self.location} is on S3 but no S3 resource is configured (AWS_* variables)")
+        return self.s3.get_client()

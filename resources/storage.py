@@ -1,0 +1,242 @@
+"""Where assets live: one IO manager, open formats, two backends (local disk and S3).
+
+Arrays are `.npy` (loaded without pickle), Keras models `.keras`, everything else JSON.
+Large arrays stream from and into a single buffer, so storing or loading one never holds
+a second whole copy in memory. A write becomes visible only when complete: a temporary
+file renamed into place on disk, a (multipart) upload completed on S3.
+"""
+
+import io
+import json
+import os
+import tempfile
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import dagster as dg
+import numpy as np
+from boto3.s3.transfer import TransferConfig
+from botocore.exceptions import BotoCoreError, ClientError
+from dagster_aws.s3 import S3Resource
+
+FORMATS = (".npy", ".keras", ".json")
+TRANSFER = TransferConfig(multipart_threshold=16 * 2**20, multipart_chunksize=16 * 2**20, max_concurrency=4)
+
+
+class StorageError(RuntimeError):
+    """A read or write failed; the message names the object and the backend."""
+
+
+class ArtifactStore(dg.ConfigurableResource, ABC):
+    """Object storage for asset values, keyed by slash-separated paths."""
+
+    @abstractmethod
+    def put(self, key: str, stream: BinaryIO) -> None: ...
+
+    @abstractmethod
+    def size(self, key: str) -> int | None:
+        """Bytes of the object, None when it does not exist."""
+
+    @abstractmethod
+    def read_into(self, key: str, sink: BinaryIO) -> None: ...
+
+    @abstractmethod
+    def uri(self, key: str) -> str: ...
+
+
+class LocalArtifactStore(ArtifactStore):
+    base_dir: str
+
+    def _path(self, key: str) -> Path:
+        return Path(self.base_dir) / key
+
+    def put(self, key: str, stream: BinaryIO) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                while chunk := stream.read(16 * 2**20):
+                    out.write(chunk)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def size(self, key: str) -> int | None:
+        path = self._path(key)
+        return path.stat().st_size if path.is_file() else None
+
+    def read_into(self, key: str, sink: BinaryIO) -> None:
+        with open(self._path(key), "rb") as source:
+            while chunk := source.read(16 * 2**20):
+                sink.write(chunk)
+
+    def uri(self, key: str) -> str:
+        return str(self._path(key).resolve())
+
+
+class S3ArtifactStore(ArtifactStore):
+    s3: S3Resource
+    bucket: str
+    prefix: str = "dagster"
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix.strip('/')}/{key}" if self.prefix else key
+
+    def _fail(self, action: str, key: str, error: Exception) -> StorageError:
+        endpoint = self.s3.endpoint_url or "AWS S3"
+        return StorageError(f"S3 {action} of s3://{self.bucket}/{self._key(key)} at {endpoint} failed: {error}")
+
+    def put(self, key: str, stream: BinaryIO) -> None:
+        try:
+            self.s3.get_client().upload_fileobj(stream, self.bucket, self._key(key), Config=TRANSFER)
+        except (BotoCoreError, ClientError) as error:
+            raise self._fail("upload", key, error) from error
+
+    def size(self, key: str) -> int | None:
+        try:
+            return self.s3.get_client().head_object(Bucket=self.bucket, Key=self._key(key))["ContentLength"]
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise self._fail("lookup", key, error) from error
+        except BotoCoreError as error:
+            raise self._fail("lookup", key, error) from error
+
+    def read_into(self, key: str, sink: BinaryIO) -> None:
+        try:
+            self.s3.get_client().download_fileobj(self.bucket, self._key(key), sink, Config=TRANSFER)
+        except (BotoCoreError, ClientError) as error:
+            raise self._fail("download", key, error) from error
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self._key(key)}"
+
+
+class ArtifactIOManager(dg.ConfigurableIOManager):
+    """Stores each asset as `<asset/key/path>.<format>` in the configured store."""
+
+    store: dg.ResourceDependency[ArtifactStore]
+
+    def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
+        key = "/".join(context.asset_key.path) + _extension(obj)
+        if isinstance(obj, np.ndarray):
+            self.store.put(key, _NpyReader(obj))
+        elif _is_keras_model(obj):
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / "model.keras"
+                obj.save(path)
+                with open(path, "rb") as stream:
+                    self.store.put(key, stream)
+        else:
+            self.store.put(key, io.BytesIO(json.dumps(obj, indent=1, default=str).encode()))
+        context.add_output_metadata({"storage_uri": self.store.uri(key)})
+
+    def load_input(self, context: dg.InputContext) -> Any:
+        base = "/".join(context.asset_key.path)
+        for extension in FORMATS:
+            size = self.store.size(base + extension)
+            if size is not None:
+                return _LOADERS[extension](self.store, base + extension, size)
+        raise StorageError(f"asset {context.asset_key.to_user_string()} has no stored value at {self.store.uri(base)}.*")
+
+
+def _is_keras_model(obj: Any) -> bool:
+    return type(obj).__module__.startswith("keras") and hasattr(obj, "save")
+
+
+def _extension(obj: Any) -> str:
+    if isinstance(obj, np.ndarray):
+        if obj.dtype.hasobject:
+            raise TypeError("object arrays cannot be stored as .npy without pickle")
+        return ".npy"
+    return ".keras" if _is_keras_model(obj) else ".json"
+
+
+def _load_npy(store: ArtifactStore, key: str, size: int) -> np.ndarray:
+    buffer = np.empty(size, dtype=np.uint8)
+    store.read_into(key, _BufferWriter(memoryview(buffer)))
+    header = io.BytesIO(buffer[: min(size, 65536)].tobytes())
+    version = np.lib.format.read_magic(header)
+    read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+    shape, fortran_order, dtype = read_header[version](header)
+    if dtype.hasobject:
+        raise StorageError(f"{store.uri(key)} holds Python objects; refusing to unpickle")
+    count = int(np.prod(shape))
+    array = np.frombuffer(buffer, dtype=dtype, count=count, offset=header.tell())
+    return array.reshape(shape, order="F" if fortran_order else "C")
+
+
+def _load_keras(store: ArtifactStore, key: str, size: int):
+    import keras
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.keras"
+        with open(path, "wb") as sink:
+            store.read_into(key, sink)
+        return keras.models.load_model(path)
+
+
+def _load_json(store: ArtifactStore, key: str, size: int) -> Any:
+    sink = io.BytesIO()
+    store.read_into(key, sink)
+    return json.loads(sink.getvalue())
+
+
+_LOADERS = {".npy": _load_npy, ".keras": _load_keras, ".json": _load_json}
+
+
+class _NpyReader(io.RawIOBase):
+    """Reads an array as `.npy` bytes straight from its memory: header, then data."""
+
+    def __init__(self, array: np.ndarray):
+        array = np.ascontiguousarray(array)
+        header = io.BytesIO()
+        np.lib.format.write_array_header_2_0(header, np.lib.format.header_data_from_array_1_0(array))
+        self._parts = [memoryview(header.getvalue()), memoryview(array).cast("B")]
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target) -> int:
+        while self._parts and len(self._parts[0]) == 0:
+            self._parts.pop(0)
+        if not self._parts:
+            return 0
+        n = min(len(target), len(self._parts[0]))
+        target[:n] = self._parts[0][:n]
+        self._parts[0] = self._parts[0][n:]
+        return n
+
+
+class _BufferWriter(io.RawIOBase):
+    """A seekable sink over a preallocated buffer, so parallel ranged downloads land in place."""
+
+    def __init__(self, buffer: memoryview):
+        self._buffer = buffer
+        self._position = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: len(self._buffer)}[whence]
+        self._position = base + offset
+        return self._position
+
+    def tell(self) -> int:
+        return self._position
+
+    def write(self, data) -> int:
+        n = len(data)
+        end = self._position + n
+        if end > len(self._buffer):
+            raise StorageError(f"object grew while being read: {end} > {len(self._buffer)} bytes")
+        self._buffer[self._position : end] = data
+        self._position = end
+        return n

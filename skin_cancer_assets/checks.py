@@ -1,0 +1,89 @@
+"""Asset checks: the arrays are what the models expect, the splits do not leak, the champion is good enough.
+
+They run inside the asset that produces the data (declared with `check_specs`), so a check
+costs no extra process and no reload of the arrays; blocking checks stop downstream steps.
+"""
+
+import dagster as dg
+import numpy as np
+
+from skin_cancer_assets.profiles import active_profile
+
+NO_TRAIN_TEST_LEAK = dg.AssetCheckSpec(
+    "no_train_test_leak", asset="raw_images", blocking=True, description="No image (by sha256) is in both train and test."
+)
+ARRAY_SHAPES = [
+    dg.AssetCheckSpec(
+        "arrays_shape", asset=f"{split}_images", blocking=True,
+        description="uint8 NHWC images at the profile's size, one 0/1 label each.",
+    )
+    for split in ("train", "test")
+]
+CLASS_COUNTS = dg.AssetCheckSpec(
+    "class_counts", asset="train_labels", blocking=True,
+    description="Both classes present in both splits; no more labels than manifest images.",
+)
+CHAMPION_QUALITY = dg.AssetCheckSpec(
+    "quality_bar", asset="champion_model", description="The champion meets the profile's minimum test ROC-AUC."
+)
+
+
+def no_train_test_leak(manifest: dict) -> dg.AssetCheckResult:
+    by_split = {s: {e["sha256"]: e["path"] for e in manifest["images"] if e["split"] == s} for s in ("train", "test")}
+    shared = sorted(set(by_split["train"]) & set(by_split["test"]))
+    return dg.AssetCheckResult(
+        asset_key="raw_images",
+        check_name=NO_TRAIN_TEST_LEAK.name,
+        passed=not shared,
+        metadata={
+            "images_in_both": len(shared),
+            "examples": dg.MetadataValue.json([[by_split["train"][h], by_split["test"][h]] for h in shared[:20]]),
+        },
+    )
+
+
+def arrays_shape(split: str, images: np.ndarray, labels: np.ndarray) -> dg.AssetCheckResult:
+    size = active_profile().image_size
+    problems = []
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (size, size, 3):
+        problems.append(f"images are {images.dtype} {images.shape}, expected uint8 (N, {size}, {size}, 3)")
+    if labels.ndim != 1 or len(labels) != len(images):
+        problems.append(f"{len(labels)} labels for {len(images)} images")
+    if not np.isin(labels, (0, 1)).all():
+        problems.append("labels other than 0 and 1")
+    return dg.AssetCheckResult(
+        asset_key=f"{split}_images",
+        check_name="arrays_shape",
+        passed=not problems,
+        metadata={"shape": str(images.shape), "dtype": str(images.dtype), "problems": "; ".join(problems) or "none"},
+    )
+
+
+def class_counts(manifest: dict, labels_by_split: dict[str, np.ndarray]) -> dg.AssetCheckResult:
+    counts, problems = {}, []
+    for split, labels in labels_by_split.items():
+        for index, name in enumerate(("benign", "malignant")):
+            expected = sum(e["split"] == split and e["label"] == name for e in manifest["images"])
+            actual = int(np.sum(labels == index))
+            counts[f"{split}/{name}"] = actual
+            if actual == 0:
+                problems.append(f"no {name} images in {split}")
+            elif actual > expected:
+                problems.append(f"{split}/{name}: {actual} labels but {expected} images in the manifest")
+    return dg.AssetCheckResult(
+        asset_key="train_labels",
+        check_name=CLASS_COUNTS.name,
+        passed=not problems,
+        metadata={"counts": dg.MetadataValue.json(counts), "problems": "; ".join(problems) or "none"},
+    )
+
+
+def champion_quality(champion: dict) -> dg.AssetCheckResult:
+    bar = active_profile().min_champion_roc_auc
+    roc_auc = champion["metrics"]["roc_auc"] or 0.0
+    return dg.AssetCheckResult(
+        asset_key="champion_model",
+        check_name=CHAMPION_QUALITY.name,
+        passed=roc_auc >= bar,
+        metadata={"test_roc_auc": roc_auc, "minimum": bar, "version": champion["version"]},
+    )

@@ -1,0 +1,112 @@
+"""The model zoo: one entry per model class. Adding a model is adding one `ModelSpec`.
+
+Every model takes raw RGB uint8 images and returns the probability of malignant, so
+scaling, resizing and augmentation live inside the network and serving cannot disagree
+with training about preprocessing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from skin_cancer_assets.training_config import TrainingConfig
+
+if TYPE_CHECKING:  # TensorFlow takes seconds to import: only training steps pay for it
+    import keras
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    description: str
+    build_network: Callable[[keras.KerasTensor, TrainingConfig], keras.KerasTensor]
+    """Maps scaled float images (already resized to `config.image_size`) to a feature tensor."""
+    cross_validated: bool = False
+    """Train one network per fold and serve their average."""
+    defaults: dict = field(default_factory=dict)
+    """This model's training defaults, replacing the seed's `model_params`."""
+    op_tags: dict = field(default_factory=dict)
+
+
+def build_model(spec: ModelSpec, config: TrainingConfig, input_size: int, name: str | None = None) -> keras.Model:
+    """Uint8 images of `input_size` in, probability of malignant out."""
+    import keras
+
+    inputs = keras.Input(shape=(input_size, input_size, 3), dtype="uint8", name="image")
+    x = keras.layers.Rescaling(1.0 / 255, name="scale")(inputs)
+    if config.image_size != input_size:
+        x = keras.layers.Resizing(config.image_size, config.image_size, name="resize")(x)
+    if config.augment:
+        x = _augmentation(config.seed)(x)
+    features = spec.build_network(x, config)
+    outputs = keras.layers.Dense(
+        1, activation="sigmoid", kernel_initializer=config.kernel_initializer_glob, name="malignant"
+    )(features)
+    return keras.Model(inputs, outputs, name=name or spec.name)
+
+
+def _augmentation(seed: int) -> keras.Sequential:
+    """Random transforms that are active in training only (identity at inference)."""
+    import keras
+
+    return keras.Sequential(
+        [
+            keras.layers.RandomFlip("horizontal_and_vertical", seed=seed),
+            keras.layers.RandomRotation(0.25, fill_mode="reflect", seed=seed),
+            keras.layers.RandomZoom(0.15, fill_mode="reflect", seed=seed),
+            keras.layers.RandomContrast(0.15, seed=seed),
+            keras.layers.RandomBrightness(0.1, value_range=(0.0, 1.0), seed=seed),
+        ],
+        name="augment",
+    )
+
+
+def basic_cnn_network(x, config: TrainingConfig):
+    """Four conv blocks with batch normalization, then global average pooling."""
+    import keras
+
+    for filters in (32, 64, 128, 256):
+        x = keras.layers.Conv2D(
+            filters, 3, padding="same", use_bias=False, kernel_initializer=config.kernel_initializer_glob
+        )(x)
+        x = keras.layers.BatchNormalization()(x)
+        x = keras.layers.Activation(config.activation)(x)
+        x = keras.layers.MaxPooling2D()(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.layers.Dropout(0.3, seed=config.seed)(x)
+
+
+def resnet50_network(x, config: TrainingConfig):
+    """ResNet50 from random weights, as in the seed (no pretrained weights can be fetched)."""
+    import keras
+
+    backbone = keras.applications.ResNet50(
+        weights=None,
+        include_top=False,
+        input_shape=(config.image_size, config.image_size, 3),
+        pooling=config.pooling,
+    )
+    return backbone(x)
+
+
+ZOO: tuple[ModelSpec, ...] = (
+    ModelSpec(
+        name="basic_cnn",
+        description="A small CNN trained on one stratified train/validation split.",
+        build_network=basic_cnn_network,
+    ),
+    ModelSpec(
+        name="resnet50",
+        description="ResNet50 trained from random weights.",
+        build_network=resnet50_network,
+        op_tags={"dagster-k8s/config": {"container_config": {"resources": {"limits": {"nvidia.com/gpu": "1"}}}}},
+    ),
+    ModelSpec(
+        name="crossval_cnn",
+        description="The small CNN trained on k stratified folds; serves the folds' average.",
+        build_network=basic_cnn_network,
+        cross_validated=True,
+    ),
+)

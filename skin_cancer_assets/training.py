@@ -1,0 +1,168 @@
+"""Training and evaluation shared by every model in the zoo."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import StratifiedKFold, train_test_split
+
+if TYPE_CHECKING:
+    import keras
+
+from skin_cancer_assets.model_zoo import ModelSpec, build_model
+from skin_cancer_assets.training_config import TrainingConfig
+
+EpochLogger = Callable[[str, int, dict[str, float]], None]
+"""Called as (run label, epoch, metrics) after every epoch."""
+
+
+def limit_threads(threads: int) -> None:
+    """Keep TensorFlow to `threads` cores so parallel training steps do not oversubscribe."""
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        pass  # TensorFlow already started in this process (in-process runs); keep its setting
+
+
+def threads_per_training_step(parallel_steps: int) -> int:
+    return max(1, (os.cpu_count() or 1) // max(1, parallel_steps))
+
+
+@dataclass
+class TrainedModel:
+    model: keras.Model
+    history: dict[str, list[float]]
+    """Per-epoch metrics; for cross-validated models, the folds' histories averaged."""
+    threshold: float
+    validation_metrics: dict[str, float]
+    fold_metrics: list[dict[str, float]]
+
+
+def train(
+    spec: ModelSpec, config: TrainingConfig, images: np.ndarray, labels: np.ndarray, log_epoch: EpochLogger
+) -> TrainedModel:
+    import keras
+
+    keras.utils.set_random_seed(config.seed)
+    if spec.cross_validated:
+        return _train_cross_validated(spec, config, images, labels, log_epoch)
+    train_idx, val_idx = train_test_split(
+        np.arange(len(labels)), test_size=config.validation_split, stratify=labels, random_state=config.seed
+    )
+    model, history = _fit(spec, config, images, labels, train_idx, val_idx, spec.name, lambda e, m: log_epoch("", e, m))
+    val_probs = predict(model, images[val_idx], config.batch_size)
+    threshold = threshold_for_recall(labels[val_idx], val_probs, config.target_recall)
+    return TrainedModel(model, history, threshold, evaluate(labels[val_idx], val_probs, threshold), [])
+
+
+def _train_cross_validated(spec, config, images, labels, log_epoch) -> TrainedModel:
+    """k folds; the threshold comes from out-of-fold predictions, the model averages the folds."""
+    import keras
+
+    folds = StratifiedKFold(n_splits=config.k_folds, shuffle=True, random_state=config.seed)
+    out_of_fold = np.zeros(len(labels), dtype=np.float32)
+    fold_models, histories, fold_metrics = [], [], []
+    for fold, (train_idx, val_idx) in enumerate(folds.split(np.zeros(len(labels)), labels)):
+        model, history = _fit(
+            spec,
+            config,
+            images,
+            labels,
+            train_idx,
+            val_idx,
+            f"{spec.name}_fold_{fold}",
+            lambda e, m, f=fold: log_epoch(f"fold_{f}_", e, m),
+        )
+        out_of_fold[val_idx] = predict(model, images[val_idx], config.batch_size)
+        fold_metrics.append(evaluate(labels[val_idx], out_of_fold[val_idx], 0.5))
+        fold_models.append(model)
+        histories.append(history)
+    inputs = keras.Input(shape=images.shape[1:], dtype="uint8", name="image")
+    averaged = keras.layers.Average(name="malignant")([m(inputs) for m in fold_models])
+    ensemble = keras.Model(inputs, averaged, name=spec.name)
+    threshold = threshold_for_recall(labels, out_of_fold, config.target_recall)
+    return TrainedModel(
+        ensemble, _mean_history(histories), threshold, evaluate(labels, out_of_fold, threshold), fold_metrics
+    )
+
+
+def _fit(spec, config, images, labels, train_idx, val_idx, name, on_epoch) -> tuple[keras.Model, dict]:
+    import keras
+
+    model = build_model(spec, config, images.shape[1], name)
+    model.compile(
+        optimizer=keras.optimizers.get({"class_name": config.optimizer, "config": {"learning_rate": config.learning_rate}}),
+        loss="binary_crossentropy",
+        metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")],
+    )
+    callbacks = [keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: on_epoch(epoch, dict(logs)))]
+    if config.early_stopping_patience > 0:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor="val_auc", mode="max", patience=config.early_stopping_patience, restore_best_weights=True
+            )
+        )
+    history = model.fit(
+        images[train_idx],
+        labels[train_idx],
+        validation_data=(images[val_idx], labels[val_idx]),
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        class_weight=_class_weights(labels[train_idx]) if config.class_weighting else None,
+        callbacks=callbacks,
+        verbose=0,
+    )
+    return model, {name: [float(v) for v in values] for name, values in history.history.items()}
+
+
+def _class_weights(labels: np.ndarray) -> dict[int, float]:
+    counts = np.bincount(labels, minlength=2)
+    return {c: len(labels) / (2.0 * counts[c]) for c in (0, 1)}
+
+
+def _mean_history(histories: list[dict]) -> dict[str, list[float]]:
+    epochs = min(len(next(iter(h.values()))) for h in histories)
+    return {k: [float(np.mean([h[k][e] for h in histories])) for e in range(epochs)] for k in histories[0]}
+
+
+def predict(model: keras.Model, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Probability of malignant for each image, as float32."""
+    return model.predict(images, batch_size=batch_size, verbose=0).reshape(-1).astype(np.float32)
+
+
+def threshold_for_recall(labels: np.ndarray, probs: np.ndarray, target_recall: float) -> float:
+    """The highest threshold whose malignant recall on (labels, probs) reaches `target_recall`."""
+    positives = np.sort(probs[labels == 1])[::-1]
+    if len(positives) == 0:
+        return 0.5
+    needed = min(len(positives), max(1, math.ceil(target_recall * len(positives))))
+    return float(positives[needed - 1])
+
+
+def evaluate(labels: np.ndarray, probs: np.ndarray, threshold: float) -> dict[str, float]:
+    """Accuracy, ROC-AUC, malignant recall, specificity, precision and the confusion counts."""
+    predicted = probs >= threshold
+    actual = labels == 1
+    tp, fn = int(np.sum(predicted & actual)), int(np.sum(~predicted & actual))
+    tn, fp = int(np.sum(~predicted & ~actual)), int(np.sum(predicted & ~actual))
+    both_classes = 0 < actual.sum() < len(actual)
+    return {
+        "accuracy": (tp + tn) / max(1, len(labels)),
+        "roc_auc": float(roc_auc_score(actual, probs)) if both_classes else float("nan"),
+        "recall_malignant": tp / max(1, tp + fn),
+        "specificity": tn / max(1, tn + fp),
+        "precision": tp / max(1, tp + fp),
+        "true_negatives": tn,
+        "false_positives": fp,
+        "false_negatives": fn,
+        "true_positives": tp,
+    }

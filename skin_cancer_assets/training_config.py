@@ -1,0 +1,45 @@
+"""Training settings shown in the Dagster launchpad.
+
+The field names and defaults are the seed pipeline's `model_params`; each model in the zoo
+and each profile may replace some defaults (see `config_class_for`).
+"""
+
+import dagster as dg
+from pydantic import Field, create_model
+
+
+class TrainingConfig(dg.Config):
+    epochs: int = Field(default=2, description="Passes over the training data (upper bound with early stopping).")
+    batch_size: int = 64
+    learning_rate: float = Field(default=1e-5, description="Applied to the optimizer.")
+    optimizer: str = Field(default="adam", description="Any Keras optimizer name.")
+    activation: str = "relu"
+    kernel_initializer_glob: str = "glorot_uniform"
+    kernel_initializer_norm: str = "normal"
+    validation_split: float = Field(
+        default=0.2, description="Stratified share of `train` held out for early stopping and the threshold."
+    )
+    pooling: str = Field(default="avg", description="Global pooling of the ResNet50 backbone.")
+    image_size: int = Field(
+        default=224, description="Side the model resizes its input to before the network (inside the model)."
+    )
+    augment: bool = Field(default=False, description="Random flips, rotations, zoom and contrast while training.")
+    class_weighting: bool = Field(default=False, description="Weight classes inversely to their frequency.")
+    early_stopping_patience: int = Field(
+        default=0, description="Epochs without validation AUC gain before stopping; 0 disables."
+    )
+    k_folds: int = Field(default=3, description="Folds of cross-validated models.")
+    target_recall: float = Field(
+        default=0.90, description="Malignant recall the decision threshold is chosen for, on validation data."
+    )
+    seed: int = 42
+
+
+def config_class_for(model_name: str, defaults: dict) -> type[TrainingConfig]:
+    """A TrainingConfig subclass whose defaults are replaced by `defaults`, named for the launchpad."""
+    unknown = set(defaults) - set(TrainingConfig.model_fields)
+    if unknown:
+        raise ValueError(f"unknown training settings for {model_name}: {sorted(unknown)}")
+    fields = {name: (TrainingConfig.model_fields[name].annotation, value) for name, value in defaults.items()}
+    class_name = "".join(part.title() for part in model_name.split("_")) + "TrainingConfig"
+    return create_model(class_name, __base__=TrainingConfig, **fields)

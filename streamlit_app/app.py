@@ -48,16 +48,22 @@ def show_serving_status(client: ServingClient) -> None:
         f"input {card.get('image_size')} px"
     )
     metrics = card.get("metrics") or {}
-    if metrics:
-        sidebar.markdown(
-            "\n".join(
-                f"- {METRIC_LABELS.get(name, name)}: {value:.3f}"
-                for name, value in sorted(metrics.items())
-                if isinstance(value, (int, float))
-            )
-        )
+    names = [name for name in METRIC_LABELS if name in metrics] + sorted(set(metrics) - set(METRIC_LABELS))
+    lines = [
+        f"- {METRIC_LABELS.get(name, name)}: {metrics[name]:.3f}"
+        for name in names
+        if isinstance(metrics[name], (int, float))
+    ]
+    if lines:
+        sidebar.caption("Test-set metrics")
+        sidebar.markdown("\n".join(lines))
     if card.get("loaded_at"):
         sidebar.caption(f"Loaded at {card['loaded_at']}")
+    reload = card.get("reload") or {}
+    if reload.get("state") == "loading":
+        sidebar.info("A new model version is loading; this one answers until it is ready.")
+    elif reload.get("state") == "failed":
+        sidebar.warning(f"The last model reload failed, this version still answers: {reload.get('error')}")
 
 
 def show_image(container, data: bytes) -> None:

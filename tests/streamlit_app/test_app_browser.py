@@ -1,0 +1,55 @@
+"""The running app in a real Chromium: upload a real image, press Predict, read the answer."""
+
+import httpx
+import pytest
+from app_services import start_streamlit
+from playwright.sync_api import expect
+
+pytestmark = pytest.mark.slow
+
+TIMEOUT_MS = 120_000
+
+
+def upload_and_predict(page, url: str, image) -> None:
+    page.goto(url)
+    expect(page.get_by_role("heading", name="Skin lesion classifier")).to_be_visible(timeout=TIMEOUT_MS)
+    page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(image))
+    predict = page.get_by_role("button", name="Predict")
+    expect(predict).to_be_enabled(timeout=TIMEOUT_MS)
+    predict.click()
+
+
+def test_prediction_in_the_browser(page, app_url, serving_url, smoke_champion, benign_image, save_screenshot):
+    expected = httpx.post(
+        f"{serving_url}/predict", files=[("file", (benign_image.name, benign_image.read_bytes(), "image/jpeg"))], timeout=120
+    ).json()["predictions"][0]
+
+    upload_and_predict(page, app_url, benign_image)
+
+    main = page.get_by_test_id("stMain")
+    expect(main.get_by_text("Done: 1 image(s)")).to_be_visible(timeout=TIMEOUT_MS)
+    expect(main.get_by_text(f"Prediction: {expected['label']}")).to_be_visible()
+    expect(main.get_by_text(f"Probability of malignant: {expected['probability_malignant']:.1%}")).to_be_visible()
+    expect(
+        main.get_by_text(f"Answered by {smoke_champion['model_name']} version {smoke_champion['version']}")
+    ).to_be_visible()
+    expect(main.get_by_role("button", name="Download JSON")).to_be_visible(timeout=TIMEOUT_MS)
+    expect(main.get_by_role("button", name="Download CSV")).to_be_visible()
+    sidebar = page.get_by_test_id("stSidebar")
+    expect(sidebar.get_by_text("Serving is ready")).to_be_visible()
+    expect(page.get_by_text("not a medical diagnosis")).to_be_visible()
+    save_screenshot(page, "prediction", docs="streamlit-prediction.png")
+
+
+def test_serving_stopped_in_the_browser(page, stopped_serving_url, benign_image, tmp_path, save_screenshot):
+    service, url = start_streamlit(stopped_serving_url, tmp_path / "streamlit.log")
+    try:
+        upload_and_predict(page, url, benign_image)
+        message = f"Cannot reach the prediction service at {stopped_serving_url}"
+        expect(page.get_by_test_id("stMain").get_by_text(message)).to_be_visible(timeout=TIMEOUT_MS)
+        expect(page.get_by_test_id("stSidebar").get_by_text(message)).to_be_visible()
+        expect(page.get_by_test_id("stMain").get_by_test_id("stImage")).to_have_count(1)
+        expect(page.get_by_text("Traceback")).to_have_count(0)
+        save_screenshot(page, "serving-stopped")
+    finally:
+        service.stop()

@@ -1,0 +1,127 @@
+"""The app's logic through Streamlit's AppTest, against real serving processes."""
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from streamlit_app.results import COLUMNS, to_csv, to_json
+
+APP = Path(__file__).resolve().parents[2] / "streamlit_app" / "app.py"
+
+pytestmark = pytest.mark.slow
+
+
+def run_app(monkeypatch, serving: str) -> AppTest:
+    monkeypatch.setenv("SERVING_URL", serving)
+    app = AppTest.from_file(str(APP), default_timeout=180)
+    app.run()
+    assert not app.exception, [item.value for item in app.exception]
+    return app
+
+
+def predict_button(app: AppTest):
+    return next(button for button in app.button if button.label == "Predict")
+
+
+def as_png(path: Path) -> bytes:
+    buffer = io.BytesIO()
+    with Image.open(path) as image:
+        image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_shows_disclaimer_and_the_model_serving_holds(monkeypatch, serving_url, smoke_champion):
+    app = run_app(monkeypatch, serving_url)
+    card = httpx.get(f"{serving_url}/model").json()
+
+    assert "not a medical diagnosis" in app.warning[0].value
+    assert [item.value for item in app.sidebar.success] == ["Serving is ready"]
+    model_text = "\n".join(item.value for item in app.sidebar.markdown)
+    assert f"**{smoke_champion['model_name']}** version **{smoke_champion['version']}**" in model_text
+    assert f"class `{card['model_class']}`" in model_text
+    for label in ("Accuracy", "ROC AUC", "Recall (malignant)", "Specificity", "Precision"):
+        assert f"- {label}: " in model_text
+    assert predict_button(app).disabled
+
+
+def test_predicts_jpeg_and_png_uploads(monkeypatch, serving_url, smoke_champion, benign_image, malignant_image):
+    app = run_app(monkeypatch, serving_url)
+    app.file_uploader[0].set_value(
+        [
+            (benign_image.name, benign_image.read_bytes(), "image/jpeg"),
+            ("malignant.png", as_png(malignant_image), "image/png"),
+        ]
+    ).run()
+    assert {benign_image.name, "malignant.png"} <= {item.value for item in app.caption}
+
+    predict_button(app).click().run()
+
+    assert not app.exception and not app.error, [item.value for item in app.error]
+    rows = [outcome["row"] for outcome in app.session_state["outcomes"]]
+    assert [row["filename"] for row in rows] == [benign_image.name, "malignant.png"]
+    for row in rows:
+        assert 0.0 <= row["probability_malignant"] <= 1.0
+        assert row["label"] == ("malignant" if row["probability_malignant"] >= row["threshold"] else "benign")
+        assert (row["model_name"], row["model_version"]) == (smoke_champion["model_name"], smoke_champion["version"])
+
+    bars = [bar.text for bar in app.get("progress")]
+    assert bars[0] == "Done: 2 image(s)"
+    assert [f"Probability of malignant: {row['probability_malignant']:.1%}" for row in rows] == [
+        text.split(" (threshold")[0] for text in bars[1:]
+    ]
+    labels = [item.value for item in app.markdown if item.value.startswith("Prediction: ")]
+    assert labels == [f"Prediction: :{'red' if row['label'] == 'malignant' else 'green'}[**{row['label']}**]" for row in rows]
+    assert [button.label for button in app.download_button] == ["Download JSON", "Download CSV"]
+    assert json.loads(to_json(rows)) == rows
+    parsed = list(csv.DictReader(io.StringIO(to_csv(rows))))
+    assert [list(row) for row in parsed] == [list(COLUMNS)] * 2
+    assert [row["label"] for row in parsed] == [row["label"] for row in rows]
+
+
+def test_rejected_file_gets_a_message_and_the_others_still_predict(monkeypatch, serving_url, benign_image):
+    app = run_app(monkeypatch, serving_url)
+    app.file_uploader[0].set_value(
+        [("broken.png", b"this is not a png", "image/png"), (benign_image.name, benign_image.read_bytes(), "image/jpeg")]
+    ).run()
+    predict_button(app).click().run()
+
+    assert not app.exception
+    errors = [item.value for item in app.error]
+    assert len(errors) == 1 and errors[0].startswith("The prediction service rejected broken.png: ")
+    outcomes = app.session_state["outcomes"]
+    assert "error" in outcomes[0] and outcomes[1]["row"]["filename"] == benign_image.name
+    assert "(no preview: not a readable image)" in [item.value for item in app.caption]
+
+
+def test_serving_down_is_explained(monkeypatch, stopped_serving_url, benign_image):
+    app = run_app(monkeypatch, stopped_serving_url)
+    expected = f"Cannot reach the prediction service at {stopped_serving_url}"
+    assert app.sidebar.error[0].value.startswith(expected)
+
+    app.file_uploader[0].set_value((benign_image.name, benign_image.read_bytes(), "image/jpeg")).run()
+    predict_button(app).click().run()
+
+    assert not app.exception
+    assert [item.value for item in app.main.error if item.value.startswith(expected)]
+    assert "outcomes" not in app.session_state
+
+
+def test_serving_without_a_model_is_explained(monkeypatch, unready_serving_url, benign_image):
+    app = run_app(monkeypatch, unready_serving_url)
+    assert app.sidebar.warning[0].value.startswith("Serving is up but not ready: ")
+
+    app.file_uploader[0].set_value((benign_image.name, benign_image.read_bytes(), "image/jpeg")).run()
+    predict_button(app).click().run()
+
+    assert not app.exception
+    assert [
+        item.value
+        for item in app.main.error
+        if item.value.startswith(f"The prediction service at {unready_serving_url} is up but has no model loaded yet")
+    ]

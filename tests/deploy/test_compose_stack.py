@@ -1,0 +1,147 @@
+"""The Compose stack, checked without a Docker engine: it matches the Compose spec and names only
+images, services, files and variables that exist."""
+
+import json
+import re
+import tomllib
+from importlib import resources
+
+import jsonschema
+import pytest
+
+from tests.deploy.deploy_support import (
+    BUILT_IMAGES,
+    COMPOSE_FILE,
+    DEPLOY,
+    PUBLIC_IMAGES,
+    REPO,
+    dockerfile_instructions,
+    documented_variables,
+    env_example,
+    image_repository,
+    image_tag,
+    load_yaml,
+)
+
+VARIABLE = re.compile(r"\$\{(\w+)(?::?([-?])([^}]*))?\}")
+LONG_RUNNING = {"postgres", "minio", "mlflow", "code-location", "webserver", "daemon", "serving", "streamlit"}
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return load_yaml(COMPOSE_FILE)
+
+
+def interpolate(value: str) -> str:
+    """Compose's ${VAR}, ${VAR:-default} and ${VAR:?error} with the values of .env.example."""
+    example = env_example()
+
+    def value_of(match: re.Match) -> str:
+        name, operator, default = match.groups()
+        return example.get(name) or (default if operator == "-" else "")
+
+    return VARIABLE.sub(value_of, value)
+
+
+def pair(command: list[str], flag: str) -> str:
+    return command[command.index(flag) + 1]
+
+
+def healthchecked_by_image(service: dict) -> bool:
+    dockerfile = service.get("build", {}).get("dockerfile")
+    return bool(dockerfile) and "HEALTHCHECK" in (REPO / dockerfile).read_text()
+
+
+def test_matches_the_compose_specification():
+    schema = json.loads(
+        resources.files("check_jsonschema.builtin_schemas.vendor").joinpath("compose-spec.json").read_text()
+    )
+    document = load_yaml(COMPOSE_FILE)
+    errors = sorted(jsonschema.validators.validator_for(schema)(schema).iter_errors(document), key=str)
+    assert not errors, "\n".join(f"{list(error.path)}: {error.message}" for error in errors)
+
+
+def test_runs_every_part_of_the_platform(compose):
+    assert LONG_RUNNING | {"minio-init", "docker-proxy"} == set(compose["services"])
+
+
+def test_every_variable_it_reads_is_in_env_example():
+    used = {match.group(1) for match in VARIABLE.finditer(COMPOSE_FILE.read_text())}
+    missing = used - set(env_example())
+    assert not missing, f"used in docker-compose.yaml but not documented in .env.example: {sorted(missing)}"
+
+
+def test_sets_only_known_variables(compose):
+    known = documented_variables()
+    unknown = {
+        f"{name}: {variable}"
+        for name, service in compose["services"].items()
+        for variable in service.get("environment", {})
+        if variable not in known
+    }
+    assert not unknown, f"variables nothing in the repository reads or documents: {sorted(unknown)}"
+
+
+def test_images_are_built_here_or_pinned_public(compose):
+    for name, service in compose["services"].items():
+        image = interpolate(service["image"])
+        repository = image_repository(image)
+        if "build" in service:
+            build = service["build"]
+            context = (COMPOSE_FILE.parent / build["context"]).resolve()
+            assert context == REPO, f"{name}: build context {context} is not the repo root"
+            assert BUILT_IMAGES.get(repository) == build["dockerfile"], f"{name}: {build['dockerfile']} builds {image}"
+        else:
+            assert repository in PUBLIC_IMAGES, f"{name}: {image} is neither built here nor a known public image"
+            assert image_tag(image) not in ("", "latest"), f"{name}: {image} has no fixed tag"
+
+
+def test_dependencies_exist_and_can_become_healthy(compose):
+    services = compose["services"]
+    for name, service in services.items():
+        for dependency, rule in service.get("depends_on", {}).items():
+            assert dependency in services, f"{name} depends on a missing service {dependency}"
+            if rule["condition"] == "service_healthy":
+                target = services[dependency]
+                assert "healthcheck" in target or healthchecked_by_image(target), f"{dependency} has no health check"
+    for name in LONG_RUNNING:
+        assert "healthcheck" in services[name] or healthchecked_by_image(services[name]), f"{name} has no health check"
+
+
+def test_mounted_files_exist_and_ports_stay_on_loopback(compose):
+    for name, service in compose["services"].items():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("./"):
+                assert (COMPOSE_FILE.parent / source).exists(), f"{name} mounts a missing {source}"
+        for port in service.get("ports", []):
+            assert port.startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
+
+
+def test_code_location_serves_the_definitions_and_runs_steps_in_containers(compose):
+    code = compose["services"]["code-location"]
+    environment = code["environment"]
+    assert environment["DAGSTER_EXECUTOR"] == "docker"
+    assert interpolate(environment["DAGSTER_CURRENT_IMAGE"]) == interpolate(code["image"])
+
+    workspace = load_yaml(DEPLOY / "docker" / "workspace.yaml")
+    (server,) = [entry["grpc_server"] for entry in workspace["load_from"]]
+    dagster = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["dagster"]
+    assert server["host"] in compose["services"] and server["host"] == "code-location"
+    assert server["location_name"] == dagster["code_location_name"]
+    (command,) = [json.loads(arguments) for keyword, arguments in
+                  dockerfile_instructions(REPO / BUILT_IMAGES["skin-cancer-code"]) if keyword == "CMD"]
+    assert command[:3] == ["dagster", "api", "grpc"]
+    assert pair(command, "-m") == dagster["module_name"] and pair(command, "-p") == str(server["port"])
+
+
+def test_services_find_each_other_by_name(compose):
+    services = compose["services"]
+    environment = services["code-location"]["environment"]
+    for variable in ("MLFLOW_TRACKING_URI", "SERVING_URL", "AWS_ENDPOINT_URL"):
+        host = re.match(r"https?://([^:/]+)", environment[variable]).group(1)
+        assert host in services, f"{variable} points at {host}, which is not a service"
+    assert services["streamlit"]["environment"]["SERVING_URL"] == environment["SERVING_URL"]
+    assert services["serving"]["environment"]["MLFLOW_TRACKING_URI"] == environment["MLFLOW_TRACKING_URI"]
+    assert services["serving"]["environment"]["MODEL_URI"] == "models:/skin-cancer-classifier@champion"
+    assert "@postgres:5432/mlflow" in services["mlflow"]["environment"]["MLFLOW_BACKEND_STORE_URI"]

@@ -1,0 +1,72 @@
+"""Every Dagster instance file loads as a real instance, every class it names included: the
+local default on SQLite, the Compose and local-Postgres ones on the test PostgreSQL."""
+
+import re
+import shutil
+
+import dagster as dg
+import pytest
+from dagster._core.instance.config import dagster_instance_config
+from dagster_aws.s3.compute_log_manager import S3ComputeLogManager
+from dagster_docker import DockerRunLauncher
+from dagster_postgres import PostgresRunStorage
+
+from tests.deploy.deploy_support import COMPOSE_FILE, INSTANCE_FILES, load_yaml
+
+# What the Compose stack's compute log manager reads; nothing is contacted when it loads.
+S3_ENV = {"AWS_BUCKET": "skin-cancer", "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}
+
+
+def env_names(path) -> set[str]:
+    return set(re.findall(r"env: ([A-Z][A-Z0-9_]+)", path.read_text()))
+
+
+@pytest.mark.parametrize("name", sorted(INSTANCE_FILES))
+def test_instance_file_loads_with_every_class_it_names(name, instance_env, monkeypatch, tmp_path):
+    source = INSTANCE_FILES[name]
+    assert source.exists(), f"{source} is missing"
+    for variable, value in S3_ENV.items():
+        monkeypatch.setenv(variable, value)
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(source, home / "dagster.yaml")  # a SQLite instance writes beside its file
+
+    dagster_instance_config(str(home))  # the schema check, with its own error messages
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        # Touch every configurable part so each named class is imported and configured.
+        parts = [instance.run_storage, instance.event_log_storage, instance.schedule_storage,
+                 instance.run_coordinator, instance.run_launcher, instance.compute_log_manager]
+        assert all(part is not None for part in parts)
+        instance.get_runs_count()
+
+
+def test_local_default_stays_sqlite_with_the_default_launcher(tmp_path):
+    shutil.copy(INSTANCE_FILES["local default"], tmp_path / "dagster.yaml")
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        assert not isinstance(instance.run_storage, PostgresRunStorage)
+        assert type(instance.run_launcher).__name__ == "DefaultRunLauncher"
+
+
+def test_compose_instance_runs_containers_on_the_compose_network(instance_env, monkeypatch, tmp_path):
+    for variable, value in S3_ENV.items():
+        monkeypatch.setenv(variable, value)
+    shutil.copy(INSTANCE_FILES["docker compose"], tmp_path / "dagster.yaml")
+    compose = load_yaml(COMPOSE_FILE)
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        launcher = instance.run_launcher
+        assert isinstance(launcher, DockerRunLauncher)
+        assert isinstance(instance.run_storage, PostgresRunStorage)
+        assert isinstance(instance.compute_log_manager, S3ComputeLogManager)
+        assert launcher.networks == [compose["networks"]["skin-cancer"]["name"]]
+    # Runs and steps get their variables from the daemon: each must be set there, and
+    # everything the code location sees must reach them too.
+    daemon_env = set(compose["services"]["daemon"]["environment"])
+    code_env = set(compose["services"]["code-location"]["environment"]) - {"DAGSTER_CURRENT_IMAGE"}
+    passed = set(launcher.env_vars)
+    assert passed <= daemon_env, f"not set on the daemon: {sorted(passed - daemon_env)}"
+    assert code_env <= passed, f"not passed to run containers: {sorted(code_env - passed)}"
+    assert env_names(INSTANCE_FILES["docker compose"]) <= daemon_env
+
+
+def test_local_postgres_instance_reads_what_start_sh_prints(postgres_cluster):
+    assert env_names(INSTANCE_FILES["local postgres"]) <= set(postgres_cluster)

@@ -1,0 +1,177 @@
+"""The Kubernetes layer, checked without a cluster: manifests against the Kubernetes schemas,
+the Helm values against the chart's layout, names that must meet, and the per-step Job the
+k8s executor would build for ResNet50 from its op tags."""
+
+import json
+import re
+import tomllib
+
+import kubernetes_validate
+import pytest
+
+from tests.deploy.deploy_support import (
+    BUILT_IMAGES,
+    DEPLOY,
+    K8S,
+    PUBLIC_IMAGES,
+    REPO,
+    documented_variables,
+    image_repository,
+    image_tag,
+    load_yaml,
+    load_yaml_documents,
+)
+
+KUBERNETES_VERSION = "1.30.0"
+MANIFESTS = sorted(path.name for path in K8S.glob("*.yaml") if path.name != "values.yaml")
+SECRETS = {"skin-cancer-secrets", "dagster-postgresql-secret"}
+
+# Keys of Dagster's Helm chart (values.schema.json of dagster/dagster) that these values use.
+CHART_KEYS = {
+    "global", "generatePostgresqlPasswordSecret", "dagster-user-deployments", "runLauncher", "postgresql",
+    "computeLogManager", "dagsterWebserver", "dagsterDaemon", "telemetry",
+}
+USER_DEPLOYMENT_KEYS = {
+    "name", "image", "dagsterApiGrpcArgs", "port", "includeConfigInLaunchedRuns", "env", "envConfigMaps",
+    "envSecrets", "podSecurityContext", "securityContext", "resources",
+}
+K8S_RUN_LAUNCHER_KEYS = {"envConfigMaps", "envSecrets", "runK8sConfig"}
+
+
+@pytest.fixture(scope="module")
+def manifests() -> list[dict]:
+    return [doc for name in MANIFESTS for doc in load_yaml_documents(K8S / name)]
+
+
+@pytest.fixture(scope="module")
+def values() -> dict:
+    return load_yaml(K8S / "values.yaml")
+
+
+def named(manifests, kind: str, name: str) -> dict:
+    (found,) = [doc for doc in manifests if doc["kind"] == kind and doc["metadata"]["name"] == name]
+    return found
+
+
+def containers(manifests):
+    for doc in manifests:
+        if doc["kind"] == "Deployment":
+            pod = doc["spec"]["template"]["spec"]
+            yield from ((doc["metadata"]["name"], c) for c in pod.get("initContainers", []) + pod["containers"])
+
+
+def config_map(manifests) -> dict:
+    return named(manifests, "ConfigMap", "skin-cancer-config")["data"]
+
+
+@pytest.mark.parametrize("name", MANIFESTS)
+def test_manifest_matches_the_kubernetes_schema(name):
+    for doc in load_yaml_documents(K8S / name):
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+
+
+def test_images_are_built_here_or_pinned_public(manifests):
+    for deployment, container in containers(manifests):
+        image = container["image"]
+        if image_repository(image) not in BUILT_IMAGES:
+            assert image_repository(image) in PUBLIC_IMAGES, f"{deployment}: {image} is not a known image"
+            assert image_tag(image) not in ("", "latest"), f"{deployment}: {image} has no fixed tag"
+
+
+def test_services_select_a_deployment_port(manifests):
+    for service in (doc for doc in manifests if doc["kind"] == "Service"):
+        selector = service["spec"]["selector"]
+        targets = [
+            doc for doc in manifests
+            if doc["kind"] == "Deployment" and selector.items() <= doc["spec"]["template"]["metadata"]["labels"].items()
+        ]
+        assert len(targets) == 1, f"Service {service['metadata']['name']} selects {len(targets)} Deployments"
+        ports = {port["name"] for c in targets[0]["spec"]["template"]["spec"]["containers"] for port in c["ports"]}
+        for port in service["spec"]["ports"]:
+            assert port["targetPort"] in ports
+
+
+def test_env_comes_from_the_config_map_and_known_secrets(manifests):
+    data = config_map(manifests)
+    known = documented_variables()
+    assert not set(data) - known, f"ConfigMap keys nothing reads: {sorted(set(data) - known)}"
+    for deployment, container in containers(manifests):
+        for variable in container.get("env", []):
+            assert variable["name"] in known, f"{deployment}: {variable['name']} is read by nothing"
+            source = variable.get("valueFrom", {})
+            if "configMapKeyRef" in source and not source["configMapKeyRef"].get("optional"):
+                assert source["configMapKeyRef"]["key"] in data, f"{deployment}: no {source['configMapKeyRef']}"
+            if "secretKeyRef" in source:
+                assert source["secretKeyRef"]["name"] in SECRETS
+    guide = (DEPLOY / "README.md").read_text()
+    for secret in SECRETS:
+        assert secret in guide, f"deploy/README.md does not say how to create the Secret {secret}"
+
+
+def test_serving_probes_and_contract(manifests):
+    deployment = named(manifests, "Deployment", "skin-cancer-serving")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert image_repository(container["image"]) == "skin-cancer-serving"
+    assert container["ports"] == [{"name": "http", "containerPort": 8000}]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/health"
+    env = {variable["name"]: variable for variable in container["env"]}
+    assert {"MODEL_URI", "MLFLOW_TRACKING_URI", "SERVING_ADMIN_TOKEN"} <= set(env)
+    assert env["SERVING_ADMIN_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "skin-cancer-secrets"
+    assert config_map(manifests)["MODEL_URI"] == "models:/skin-cancer-classifier@champion"
+
+
+def test_urls_in_the_config_map_reach_services(manifests):
+    data = config_map(manifests)
+    for variable in ("MLFLOW_TRACKING_URI", "SERVING_URL"):
+        host, port = re.match(r"http://([^:/]+):(\d+)", data[variable]).groups()
+        service = named(manifests, "Service", host)
+        assert int(port) in [p["port"] for p in service["spec"]["ports"]], f"{variable}: port {port}"
+    # The deploy step's Kubernetes target rolls this Deployment by name.
+    from resources.deploy import KubernetesServingTarget
+
+    named(manifests, "Deployment", KubernetesServingTarget.model_fields["deployment"].default)
+
+
+def test_helm_values_use_the_charts_keys(values):
+    assert set(values) <= CHART_KEYS, f"not keys of the dagster chart: {sorted(set(values) - CHART_KEYS)}"
+    (deployment,) = values["dagster-user-deployments"]["deployments"]
+    assert set(deployment) <= USER_DEPLOYMENT_KEYS
+    assert values["runLauncher"]["type"] == "K8sRunLauncher"
+    assert set(values["runLauncher"]["config"]["k8sRunLauncher"]) <= K8S_RUN_LAUNCHER_KEYS
+    assert values["global"]["postgresqlSecretName"] in SECRETS
+    assert values["postgresql"]["existingSecret"] == values["global"]["postgresqlSecretName"]
+
+
+def test_helm_user_deployment_runs_the_code_image_with_the_k8s_executor(values, manifests):
+    (deployment,) = values["dagster-user-deployments"]["deployments"]
+    dagster = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["dagster"]
+    assert deployment["image"]["repository"] == "skin-cancer-code"
+    assert deployment["dagsterApiGrpcArgs"] == ["-m", dagster["module_name"]]
+    assert deployment["port"] == 4000
+    assert deployment["env"]["DAGSTER_EXECUTOR"] == "k8s"
+    assert deployment["includeConfigInLaunchedRuns"]["enabled"] is True
+    config_maps = {doc["metadata"]["name"] for doc in manifests if doc["kind"] == "ConfigMap"}
+    launcher = values["runLauncher"]["config"]["k8sRunLauncher"]
+    for holder in (deployment, launcher, values["dagsterWebserver"], values["dagsterDaemon"]):
+        assert {ref["name"] for ref in holder["envConfigMaps"]} <= config_maps
+        assert {ref["name"] for ref in holder["envSecrets"]} <= SECRETS
+
+
+def test_resnet50_step_job_requests_a_gpu():
+    """The Job that k8s_job_executor builds for the resnet50 step, from the asset's op tags."""
+    from dagster_k8s.job import DagsterK8sJobConfig, construct_dagster_k8s_job, get_user_defined_k8s_config
+
+    from skin_cancer_assets.model_zoo import ZOO
+
+    (spec,) = [spec for spec in ZOO if spec.name == "resnet50"]
+    tags = {key: value if isinstance(value, str) else json.dumps(value) for key, value in spec.op_tags.items()}
+    user_config = get_user_defined_k8s_config(tags)  # raises on a tag the executor would reject
+    job = construct_dagster_k8s_job(
+        DagsterK8sJobConfig(job_image="skin-cancer-code:latest", dagster_home="/opt/dagster/dagster_home"),
+        ["dagster", "api", "execute_step"],
+        "dagster-step-resnet50",
+        user_defined_k8s_config=user_config,
+    ).to_dict()
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"

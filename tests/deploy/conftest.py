@@ -2,6 +2,7 @@
 real `mlflow server` on it, for the Postgres-backed profile."""
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -45,6 +46,7 @@ def postgres_mlflow_server(postgres_cluster):
         raise RuntimeError(f"mlflow server on Postgres did not start:\n{server.log_tail()}") from error
     yield url
     server.stop()
+    shutil.rmtree(work, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -35,6 +35,7 @@ PROFILES = {
             "image_size": 32,
             "k_folds": 2,
             "early_stopping_patience": 0,
+            "run_eagerly": True,
         },
         min_champion_roc_auc=0.0,
     ),

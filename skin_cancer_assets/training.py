@@ -103,6 +103,8 @@ def _fit(spec, config, images, labels, train_idx, val_idx, name, on_epoch) -> tu
         optimizer=keras.optimizers.get({"class_name": config.optimizer, "config": {"learning_rate": config.learning_rate}}),
         loss="binary_crossentropy",
         metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")],
+        jit_compile=False,  # XLA compiles for minutes on a CPU before the first step
+        run_eagerly=config.run_eagerly,
     )
     callbacks = [keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: on_epoch(epoch, dict(logs)))]
     if config.early_stopping_patience > 0:

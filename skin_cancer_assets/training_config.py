@@ -32,6 +32,9 @@ class TrainingConfig(dg.Config):
     target_recall: float = Field(
         default=0.90, description="Malignant recall the decision threshold is chosen for, on validation data."
     )
+    run_eagerly: bool = Field(
+        default=False, description="Skip graph tracing: faster only for a handful of batches (smoke runs)."
+    )
     seed: int = 42
 
 

@@ -32,7 +32,7 @@ def _inspect(source: RawImageSource, item: tuple[str, str, str]) -> dict:
     try:
         data = source.read(path)
         with Image.open(io.BytesIO(data)) as image:
-            image.verify()
+            image.load()  # a full decode: truncated files fail here, not in training
     except Exception as error:  # any unreadable file is rejected, never fatal
         return {**entry, "reason": f"{type(error).__name__}: {error}" if str(error) else type(error).__name__}
     return {**entry, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}

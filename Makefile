@@ -1,0 +1,79 @@
+# Skin-cancer platform: every entry point. `make run` and `make test` work on a fresh machine.
+SHELL := /bin/bash
+PYTHON_VERSION := 3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STATE ?= $(CURDIR)/state
+export SKIN_CANCER_STATE := $(STATE)
+export DAGSTER_HOME ?= $(STATE)/dagster
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+SERVING_PORT ?= 8000
+APP_PORT ?= 8501
+DAGSTER_PORT ?= 3000
+MLFLOW_PORT ?= 5000
+
+.PHONY: install run smoke test test-fast dev serve app upload-data dev-postgres postgres-down \
+	bench bench-preprocess bench-io bench-serving bench-quality lint-docker compose-up compose-down clean
+
+install: $(BIN)/dagster  ## Python environment from the lock file (uv).
+$(BIN)/dagster: pyproject.toml uv.lock
+	@command -v uv >/dev/null || python3 -m pip install --quiet uv
+	uv sync --frozen --python $(PYTHON_VERSION)
+	@touch $@
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	@mkdir -p $(DAGSTER_HOME) && cp dagster.yaml $@
+
+run: install $(DAGSTER_HOME)/dagster.yaml  ## The whole graph on the full data set, local defaults; prints the champion.
+	$(BIN)/python -m skin_cancer_assets.cli
+
+smoke: install $(DAGSTER_HOME)/dagster.yaml  ## The whole graph on a small real subset in about a minute.
+	SKIN_CANCER_PROFILE=smoke $(BIN)/python -m skin_cancer_assets.cli
+
+test: install  ## Every test suite (starts its own MLflow, S3, Postgres, serving, Dagster, browser).
+	$(BIN)/pytest -ra
+
+test-fast: install  ## Everything but the tests marked slow.
+	$(BIN)/pytest -ra -m "not slow"
+
+dev: install $(DAGSTER_HOME)/dagster.yaml  ## Dagster webserver + daemon, MLflow UI, serving and the app on loopback.
+	scripts/dev.sh
+
+serve: install  ## Serving alone (MODEL_URI, MLFLOW_TRACKING_URI).
+	$(BIN)/uvicorn serving.app:app --host 127.0.0.1 --port $(SERVING_PORT)
+
+app: install  ## The Streamlit app alone (SERVING_URL).
+	$(BIN)/streamlit run streamlit_app/app.py --server.address 127.0.0.1 --server.port $(APP_PORT) --server.headless true
+
+upload-data: install  ## Copy the local data set to s3://$$AWS_BUCKET/data (seed layout).
+	$(BIN)/python -m resources.upload_data s3://$(AWS_BUCKET)/data
+
+PG_STATE ?= /tmp/skin-cancer-pg
+PG_PORT ?= 55432
+dev-postgres: install  ## `make dev` on a local PostgreSQL: Dagster storage and the MLflow backend.
+	eval "$$(deploy/local-postgres/start.sh $(PG_STATE) $(PG_PORT))" && \
+	MLFLOW_BACKEND_STORE_URI="$$MLFLOW_BACKEND_STORE_URI" scripts/dev.sh
+
+postgres-down:
+	deploy/local-postgres/stop.sh $(PG_STATE)
+
+bench: bench-preprocess bench-io bench-serving  ## The benchmarks that take minutes (bench-quality takes about 20).
+bench-preprocess: install
+	$(BIN)/python bench/preprocess.py
+bench-io: install
+	$(BIN)/python bench/io_manager.py
+bench-serving: install
+	$(BIN)/python bench/serving.py
+bench-quality: install
+	$(BIN)/python bench/quality.py
+
+lint-docker: install
+	$(BIN)/hadolint deploy/docker/Dockerfile.code deploy/docker/Dockerfile.dagster serving/Dockerfile streamlit_app/Dockerfile
+
+compose-up:
+	docker compose -f deploy/docker/docker-compose.yaml up --build -d
+compose-down:
+	docker compose -f deploy/docker/docker-compose.yaml down
+
+clean:  ## Forget local state (storage, MLflow store, Dagster runs).
+	rm -rf $(STATE)

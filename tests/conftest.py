@@ -1,0 +1,107 @@
+"""Session fixtures: a real MLflow server, small real data sets, and a smoke-profile champion.
+
+Every test runs the smoke profile; the environment is set here, before the code location
+is imported, exactly as `SKIN_CANCER_PROFILE=smoke make dev` would.
+"""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+os.environ["SKIN_CANCER_PROFILE"] = "smoke"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from tests.helpers import VENV_BIN, Service, free_port, wait_for_http  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+DATASET = Path(os.environ.get("SKIN_CANCER_DATA", REPO.parent / "shared" / "datasets" / "skin-cancer"))
+ARTIFACTS = REPO / "test-artifacts"
+
+
+@pytest.fixture(scope="session")
+def dataset() -> Path:
+    if not (DATASET / "train").is_dir():
+        pytest.fail(f"the real data set is missing at {DATASET} (set SKIN_CANCER_DATA)")
+    return DATASET
+
+
+def copy_subset(target: Path, per_class: int = 12) -> Path:
+    """Copy the first `per_class` real images of every split and class into `target`."""
+    for split in ("train", "test"):
+        for label in ("benign", "malignant"):
+            source = DATASET / split / label
+            (target / split / label).mkdir(parents=True)
+            for path in sorted(source.iterdir())[:per_class]:
+                shutil.copy(path, target / split / label / path.name)
+    return target
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory) -> str:
+    """A real `mlflow server` on loopback with a sqlite backend and local artifact store."""
+    root = tmp_path_factory.mktemp("mlflow-server")
+    port = free_port()
+    service = Service(
+        [
+            str(VENV_BIN / "mlflow"), "server",
+            "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+            "--artifacts-destination", str(root / "artifacts"),
+            "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        ],
+        root / "mlflow.log",
+        # The job runner's worker processes (GenAI features) only slow this machine down.
+        env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+    )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(f"{uri}/health", timeout=180, process=service.process)
+    except Exception:
+        print(service.log_tail())
+        service.stop()
+        raise
+    yield uri
+    service.stop()
+
+
+@pytest.fixture
+def pipeline_env(tmp_path, mlflow_server, monkeypatch) -> dict:
+    """Environment of one pipeline run: its own state folder, the test MLflow server."""
+    env = {
+        "SKIN_CANCER_STATE": str(tmp_path / "state"),
+        "MLFLOW_TRACKING_URI": mlflow_server,
+        "MLFLOW_EXPERIMENT_NAME": f"test-{tmp_path.name}",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_BUCKET", "SKIN_CANCER_DATA"):
+        monkeypatch.delenv(name, raising=False)
+    return env
+
+
+@pytest.fixture(scope="session")
+def smoke_champion(mlflow_server, tmp_path_factory) -> dict:
+    """The real smoke graph materialized into `mlflow_server`; the alias `champion` is set."""
+    from tests.skin_cancer_assets.pipeline import materialize_graph
+
+    state = tmp_path_factory.mktemp("smoke-champion")
+    env = {"SKIN_CANCER_STATE": str(state), "MLFLOW_TRACKING_URI": mlflow_server, "MLFLOW_EXPERIMENT_NAME": "smoke"}
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    try:
+        result = materialize_graph(state / "dagster")
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    champion = result.output_for_node("champion_model")
+    return {
+        "tracking_uri": mlflow_server,
+        "model_name": champion["name"],
+        "version": champion["version"],
+        "model_uri": f"models:/{champion['name']}@champion",
+        "champion": champion,
+    }

@@ -1,0 +1,81 @@
+"""The code location loads and draws the lineage of ARCHITECTURE.md."""
+
+import dagster as dg
+
+from skin_cancer_assets.definitions import defs
+from skin_cancer_assets.model_zoo import ZOO
+from skin_cancer_assets.training_config import TrainingConfig
+
+ARRAYS = {"train_images", "train_labels", "test_images", "test_labels"}
+MODELS = {spec.name for spec in ZOO}
+
+
+def _graph():
+    return defs.resolve_asset_graph()
+
+
+def _parents(name: str) -> set[str]:
+    return {key.to_user_string() for key in _graph().get(dg.AssetKey(name)).parent_keys}
+
+
+def test_every_asset_of_the_lineage_exists_in_its_group():
+    graph = _graph()
+    groups = {key.to_user_string(): graph.get(key).group_name for key in graph.get_all_asset_keys()}
+    assert groups == {
+        "raw_images": "data",
+        **{name: "data" for name in ARRAYS},
+        **{name: "training" for name in MODELS},
+        "champion_model": "selection",
+        "serving_deployment": "serving",
+    }
+    assert MODELS == {"basic_cnn", "resnet50", "crossval_cnn"}
+
+
+def test_lineage_runs_from_raw_images_to_serving():
+    for name in ARRAYS:
+        assert _parents(name) == {"raw_images"}
+    for name in MODELS:
+        assert _parents(name) == ARRAYS
+    assert MODELS <= _parents("champion_model")
+    assert _parents("serving_deployment") == {"champion_model"}
+
+
+def test_sensor_launches_the_deploy_job_when_the_champion_materializes():
+    sensor = defs.resolve_sensor_def("redeploy_on_new_champion")
+    assert sensor.asset_key == dg.AssetKey("champion_model")
+    assert sensor.job_name == "deploy_champion"
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    deploy = defs.resolve_job_def("deploy_champion")
+    assert {key.to_user_string() for key in deploy.asset_layer.selected_asset_keys} == {"serving_deployment"}
+
+
+def test_training_job_covers_everything_but_the_deploy():
+    job = defs.resolve_job_def("train_and_elect")
+    selected = {key.to_user_string() for key in job.asset_layer.selected_asset_keys}
+    assert selected == {"raw_images", *ARRAYS, *MODELS, "champion_model"}
+
+
+def test_asset_checks_guard_data_and_champion():
+    checks = {(key.asset_key.to_user_string(), key.name) for key in _graph().asset_check_keys}
+    assert checks == {
+        ("raw_images", "no_train_test_leak"),
+        ("train_images", "arrays_shape"),
+        ("test_images", "arrays_shape"),
+        ("train_labels", "class_counts"),
+        ("champion_model", "quality_bar"),
+    }
+
+
+def test_seed_model_params_are_the_base_defaults():
+    config = TrainingConfig()
+    assert (config.epochs, config.batch_size, config.learning_rate, config.optimizer) == (2, 64, 1e-5, "adam")
+    assert (config.activation, config.validation_split, config.pooling) == ("relu", 0.2, "avg")
+
+
+def test_every_model_asset_has_a_code_version_and_launchpad_config():
+    graph = _graph()
+    for name in MODELS:
+        node = graph.get(dg.AssetKey(name))
+        assert node.code_version
+        op = defs.resolve_assets_def(name).op
+        assert "learning_rate" in op.config_schema.config_type.fields

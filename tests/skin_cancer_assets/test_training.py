@@ -1,0 +1,56 @@
+"""Training helpers on real numbers: the threshold, the metrics, the learning rate."""
+
+import numpy as np
+import pytest
+
+from skin_cancer_assets import training
+from skin_cancer_assets.model_zoo import ZOO, build_model
+from skin_cancer_assets.training_config import TrainingConfig
+
+
+def test_threshold_reaches_the_target_recall_on_validation_data():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 400)
+    probs = np.clip(labels * 0.3 + rng.random(400) * 0.7, 0, 1).astype(np.float32)
+    threshold = training.threshold_for_recall(labels, probs, 0.9)
+    metrics = training.evaluate(labels, probs, threshold)
+    assert metrics["recall_malignant"] >= 0.9
+    # the highest such threshold: a hair higher loses the target
+    assert training.evaluate(labels, probs, threshold + 1e-6)["recall_malignant"] < 0.9
+
+
+def test_evaluate_counts_the_confusion_matrix():
+    labels = np.array([0, 0, 0, 1, 1])
+    probs = np.array([0.1, 0.6, 0.2, 0.9, 0.4])
+    m = training.evaluate(labels, probs, 0.5)
+    assert (m["true_negatives"], m["false_positives"], m["false_negatives"], m["true_positives"]) == (2, 1, 1, 1)
+    assert m["accuracy"] == pytest.approx(0.6)
+    assert m["specificity"] == pytest.approx(2 / 3)
+    assert m["recall_malignant"] == pytest.approx(0.5)
+    assert m["roc_auc"] == pytest.approx(5 / 6)
+
+
+@pytest.mark.parametrize("spec", ZOO, ids=lambda spec: spec.name)
+def test_models_take_uint8_images_and_apply_the_learning_rate(spec):
+    config = TrainingConfig(learning_rate=0.0123, image_size=32)
+    model = build_model(spec, config, input_size=48)
+    assert model.input.dtype == "uint8" and model.input_shape == (None, 48, 48, 3)
+    assert model.output_shape == (None, 1)
+    images = np.random.default_rng(1).integers(0, 256, (4, 48, 48, 3), dtype=np.uint8)
+    labels = np.array([0, 1, 0, 1])
+    logged = []
+    trained = training.train(
+        spec,
+        config.model_copy(update={"epochs": 1, "batch_size": 4, "k_folds": 2, "validation_split": 0.5, "run_eagerly": True}),
+        images,
+        labels,
+        lambda prefix, epoch, metrics: logged.append(prefix),
+    )
+    compiled = trained.model
+    if spec.cross_validated:  # the served ensemble averages compiled fold models
+        compiled = next(layer for layer in trained.model.layers if getattr(layer, "optimizer", None))
+    assert float(compiled.optimizer.learning_rate) == pytest.approx(0.0123)
+    probs = training.predict(trained.model, images)
+    assert probs.shape == (4,) and np.all((probs >= 0) & (probs <= 1))
+    if spec.cross_validated:
+        assert logged == ["fold_0_", "fold_1_"] and len(trained.fold_metrics) == 2

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 import pytest
-from helpers import VENV_BIN, Service, free_port, wait_for_http
+from tests.helpers import VENV_BIN, Service, free_port, wait_for_http
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -5,36 +5,25 @@ import shutil
 from pathlib import Path
 
 import pytest
-from app_services import REPO_ROOT, start_serving, start_streamlit
-from helpers import free_port
+from tests.helpers import free_port
+from tests.streamlit_app.app_services import REPO_ROOT, start_serving, start_streamlit
+from tests.streamlit_app.chromium import chromium
 
-DATASET = Path("/work/shared/datasets/skin-cancer")
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-def first_image(split: str, label: str) -> Path:
-    images = sorted((DATASET / split / label).glob("*.jpg"))
+def first_image(dataset: Path, label: str) -> Path:
+    images = sorted((dataset / "test" / label).glob("*.jpg"))
     if not images:
-        pytest.skip(f"no images under {DATASET / split / label}")
+        pytest.fail(f"no test images under {dataset / 'test' / label}")
     return images[0]
 
 
 @pytest.fixture(scope="session")
-def benign_image() -> Path:
-    return first_image("test", "benign")
+def benign_image(dataset) -> Path:
+    return first_image(dataset, "benign")
 
 
 @pytest.fixture(scope="session")
-def malignant_image() -> Path:
-    return first_image("test", "malignant")
+def malignant_image(dataset) -> Path:
+    return first_image(dataset, "malignant")
 
 
 @pytest.fixture(scope="session")
@@ -88,14 +77,8 @@ def app_url(serving_url, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package (apt-get install -y chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    with chromium() as browser:
+        yield browser
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 import httpx
 import pytest
-from app_services import start_streamlit
+from tests.streamlit_app.app_services import start_streamlit
 from playwright.sync_api import expect
 
 pytestmark = pytest.mark.slow

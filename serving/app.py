@@ -1,0 +1,215 @@
+"""The FastAPI model server: `uvicorn serving.app:app`.
+
+The model is loaded in the background at start and on `POST /admin/reload`, never per
+request; the server answers /health at once and /predict as soon as a model is loaded.
+Concurrent /predict requests are batched into one model call (see serving.batcher).
+"""
+
+import asyncio
+import hmac
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from serving import metrics
+from serving.batcher import MicroBatcher
+from serving.holder import ModelHolder
+from serving.model import REGISTERED_MODEL_NAME, LoadedModel, load_model
+from serving.schemas import (
+    Error,
+    Health,
+    Info,
+    ModelDetails,
+    ModelRef,
+    Prediction,
+    PredictResponse,
+    Ready,
+    ReloadAccepted,
+    ReloadStatus,
+)
+from serving.settings import Settings
+from serving.uploads import FIELD, MAX_FILES, UploadError, decode_uploads, read_uploads
+
+
+def _log_to_stderr() -> None:
+    """Show serving's own log lines (loads, swaps, failures) next to uvicorn's."""
+    log = logging.getLogger("serving")
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI):
+    _log_to_stderr()
+    settings = Settings.from_env()
+    holder = ModelHolder(settings.model_uri, load_model, on_load=metrics.record_load)
+    batcher = MicroBatcher(settings.max_batch, settings.batch_wait_s, on_batch=metrics.BATCH_SIZE.observe)
+    app.state.settings, app.state.holder, app.state.batcher = settings, holder, batcher
+    batcher.start()
+    holder.reload()
+    yield
+    await batcher.stop()
+
+
+app = FastAPI(
+    title="Skin cancer classifier",
+    description="Serves the champion skin-lesion classifier from the MLflow registry.",
+    version="1.0.0",
+    lifespan=lifespan,
+)
+app.add_middleware(metrics.MetricsMiddleware)
+_admin_bearer = HTTPBearer(auto_error=False, description="the server's SERVING_ADMIN_TOKEN")
+
+_CLIENT_ERRORS = {code: {"model": Error} for code in (400, 413, 415, 422)}
+_NO_MODEL = {503: {"model": Error, "description": "No model is loaded yet (or it failed to load)."}}
+_PREDICT_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": [FIELD],
+                    "properties": {
+                        FIELD: {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "description": f"One or more JPEG or PNG images of any size and colour mode (at most {MAX_FILES}).",
+                        }
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@app.exception_handler(UploadError)
+async def _upload_error(request: Request, error: UploadError) -> JSONResponse:
+    return JSONResponse({"detail": error.detail}, status_code=error.status_code)
+
+
+async def _holder(request: Request) -> ModelHolder:  # async: sync dependencies cost a thread hop
+    return request.app.state.holder
+
+
+def _settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+async def _served_model(holder: ModelHolder = Depends(_holder)) -> LoadedModel:
+    model = holder.current
+    if model is None:
+        raise HTTPException(503, f"no model loaded: {holder.not_ready_reason()}")
+    return model
+
+
+@app.get("/health", response_model=Health)
+async def health():
+    """Liveness: the process answers."""
+    return {"status": "ok"}
+
+
+@app.get("/ready", response_model=Ready, response_model_exclude_none=True, responses={503: {"model": Ready}})
+async def ready(holder: ModelHolder = Depends(_holder)):
+    """Readiness: a model is loaded and answers /predict."""
+    model = holder.current
+    if model is None:
+        return JSONResponse({"ready": False, "reason": holder.not_ready_reason()}, status_code=503)
+    return {"ready": True, "version": model.version}
+
+
+@app.get("/info", response_model=Info)
+async def info(holder: ModelHolder = Depends(_holder)):
+    """Name and version of the served model (version null until one is loaded)."""
+    model = holder.current
+    return {
+        "name": model.name if model else REGISTERED_MODEL_NAME,
+        "version": model.version if model else None,
+        "model_class": model.model_class if model else None,
+        "model_uri": holder.model_uri,
+    }
+
+
+@app.get("/model", response_model=ModelDetails, responses=_NO_MODEL)
+async def model_details(holder: ModelHolder = Depends(_holder), model: LoadedModel = Depends(_served_model)):
+    """The served version, its test metrics and threshold, and the state of the last reload."""
+    return {
+        "name": model.name,
+        "version": model.version,
+        "model_class": model.model_class,
+        "run_id": model.run_id,
+        "metrics": model.metrics,
+        "threshold": model.threshold,
+        "image_size": model.image_size,
+        "model_uri": model.model_uri,
+        "source_uri": model.source_uri,
+        "loaded_at": model.loaded_at,
+        "reload": ReloadStatus(state=holder.state, error=holder.error, requested_at=holder.requested_at),
+    }
+
+
+@app.post(
+    "/predict",
+    response_model=PredictResponse,
+    responses={**_CLIENT_ERRORS, **_NO_MODEL},
+    openapi_extra=_PREDICT_BODY,
+)
+async def predict(request: Request, model: LoadedModel = Depends(_served_model)):
+    """Classify each uploaded image (multipart field `file`, repeat it for several images)."""
+    uploads = await read_uploads(request, _settings(request).max_upload_bytes)
+    images = await asyncio.to_thread(decode_uploads, uploads, model.image_size)
+    try:
+        probabilities = await request.app.state.batcher.predict(model, images)
+    except Exception as error:  # a broken model must answer with a reason, not drop the connection
+        raise HTTPException(500, f"model version {model.version} failed to predict: {error}") from error
+    return PredictResponse(
+        model=ModelRef(name=model.name, version=model.version, model_class=model.model_class),
+        predictions=[
+            Prediction(
+                filename=name,
+                label="malignant" if probability >= model.threshold else "benign",
+                probability_malignant=float(probability),
+                threshold=model.threshold,
+                model_version=model.version,
+            )
+            for (name, _), probability in zip(uploads, probabilities)
+        ],
+    )
+
+
+@app.get("/metrics", response_class=Response)
+async def prometheus_metrics():
+    """Prometheus text: request counts and latency by route, batch sizes, the served version."""
+    return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+
+@app.post(
+    "/admin/reload",
+    status_code=202,
+    response_model=ReloadAccepted,
+    responses={401: {"model": Error}, 403: {"model": Error}},
+)
+async def reload(
+    request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_admin_bearer)
+):
+    """Load MODEL_URI again in the background and swap it in; poll GET /model for the outcome."""
+    token = _settings(request).admin_token
+    if token is None:
+        raise HTTPException(403, "reload is disabled: the server was started without SERVING_ADMIN_TOKEN")
+    if credentials is None or not hmac.compare_digest(credentials.credentials.encode(), token.encode()):
+        raise HTTPException(
+            401,
+            "missing or wrong bearer token: send 'Authorization: Bearer <SERVING_ADMIN_TOKEN>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    holder: ModelHolder = request.app.state.holder
+    holder.reload()
+    return {"status": "reloading", "model_uri": holder.model_uri}

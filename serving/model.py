@@ -1,0 +1,143 @@
+"""Loading one model version together with what serving reports about it.
+
+A `models:/NAME@ALIAS` URI is resolved to a concrete version first, so the loaded weights
+and the reported version cannot disagree when the alias moves during a load.
+"""
+
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REGISTERED_MODEL_NAME = "skin-cancer-classifier"
+DEFAULT_THRESHOLD = 0.5
+_REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))$")
+
+log = logging.getLogger(__name__)
+
+
+class ModelContractError(ValueError):
+    """The loaded model does not take (N, S, S, 3) images or does not return (N, 1) probabilities."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    network: Any = field(repr=False)
+    name: str
+    version: str
+    model_class: str | None
+    run_id: str | None
+    metrics: dict[str, float]
+    threshold: float
+    image_size: int
+    model_uri: str
+    """The URI serving was asked to load (may name an alias)."""
+    source_uri: str
+    """The URI of the exact version that was loaded."""
+    loaded_at: datetime
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """Probability of malignant for each uint8 image of a (N, S, S, 3) batch; blocking."""
+        return np.asarray(self.network.predict_on_batch(images), dtype=np.float64).reshape(len(images))
+
+
+def load_model(model_uri: str) -> LoadedModel:
+    """Load `model_uri` (registry URI or MLflow model folder/URI), check it and warm it up."""
+    import mlflow  # imported here: TensorFlow and MLflow take seconds to import
+
+    match = _REGISTRY_URI.match(model_uri)
+    if match:
+        name, version, tags, run_id = _resolve_version(match["name"], match["alias"], match["version"])
+        source_uri = f"models:/{name}/{version}"
+    else:
+        name, version, tags, run_id = _describe_folder(model_uri)
+        source_uri = model_uri
+    network = mlflow.keras.load_model(source_uri)
+    image_size = _check_and_warm_up(network, source_uri)
+    return LoadedModel(
+        network=network,
+        name=name,
+        version=version,
+        model_class=tags.get("model_class"),
+        run_id=run_id,
+        metrics=_test_metrics(run_id),
+        threshold=_threshold(tags, source_uri),
+        image_size=image_size,
+        model_uri=model_uri,
+        source_uri=source_uri,
+        loaded_at=datetime.now(timezone.utc),
+    )
+
+
+def _resolve_version(name: str, alias: str | None, version: str | None) -> tuple[str, str, dict, str | None]:
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    found = client.get_model_version_by_alias(name, alias) if alias else client.get_model_version(name, version)
+    return name, str(found.version), dict(found.tags), found.run_id
+
+
+def _describe_folder(model_uri: str) -> tuple[str, str, dict, str | None]:
+    """Name, version, tags and run of a model folder.
+
+    A folder downloaded from the registry names its version in `registered_model_meta`; the
+    registry then supplies the version's tags (threshold, model class). Otherwise the MLmodel
+    file's metadata is all there is.
+    """
+    import mlflow
+    import yaml
+    from mlflow.exceptions import MlflowException
+
+    meta = mlflow.models.Model.load(model_uri)
+    folder_tags = {str(k): str(v) for k, v in (meta.metadata or {}).items()}
+    registered = Path(model_uri) / "registered_model_meta"
+    if registered.is_file():
+        names = yaml.safe_load(registered.read_text())
+        try:
+            return _resolve_version(names["model_name"], None, str(names["model_version"]))
+        except MlflowException as error:
+            log.warning("%s: registry lookup failed (%s); using the folder's own metadata", model_uri, error)
+            return names["model_name"], str(names["model_version"]), folder_tags, meta.run_id
+    return folder_tags.get("name", REGISTERED_MODEL_NAME), folder_tags.get("version", "local"), folder_tags, meta.run_id
+
+
+def _check_and_warm_up(network, source_uri: str) -> int:
+    """Return the input side; one and two-image calls trace the predict function before traffic."""
+    shape = tuple(network.input_shape)
+    if len(shape) != 4 or shape[1] != shape[2] or shape[3] != 3 or not shape[1]:
+        raise ModelContractError(f"{source_uri}: expected input shape (N, S, S, 3), got {shape}")
+    size = int(shape[1])
+    for count in (1, 2):
+        out = np.asarray(network.predict_on_batch(np.zeros((count, size, size, 3), np.uint8)))
+        if out.shape != (count, 1):
+            raise ModelContractError(f"{source_uri}: expected output shape ({count}, 1), got {out.shape}")
+    return size
+
+
+def _threshold(tags: dict, source_uri: str) -> float:
+    raw = tags.get("threshold")
+    if raw is None:
+        return DEFAULT_THRESHOLD
+    try:
+        return float(raw)
+    except ValueError:
+        raise ModelContractError(f"{source_uri}: tag threshold={raw!r} is not a number") from None
+
+
+def _test_metrics(run_id: str | None) -> dict[str, float]:
+    """The run's test_* metrics; a model folder copied away from its tracking server has none."""
+    if not run_id:
+        return {}
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        metrics = MlflowClient().get_run(run_id).data.metrics
+    except MlflowException as error:
+        log.warning("no metrics for run %s: %s", run_id, error)
+        return {}
+    return {key: value for key, value in sorted(metrics.items()) if key.startswith("test_")}

@@ -1,0 +1,72 @@
+"""Real serving processes for the serving suite, real images, and a second champion version."""
+
+import io
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+from tests.serving.serving_support import ADMIN_TOKEN, DATASET, MAX_UPLOAD_MB, Serving
+
+
+@pytest.fixture(scope="session")
+def serving(smoke_champion, tmp_path_factory) -> Serving:
+    """Serving with the smoke champion, an admin token and a small upload limit, ready."""
+    server = Serving(
+        tmp_path_factory.mktemp("serving"),
+        {
+            "MODEL_URI": smoke_champion["model_uri"],
+            "MLFLOW_TRACKING_URI": smoke_champion["tracking_uri"],
+            "SERVING_ADMIN_TOKEN": ADMIN_TOKEN,
+            "MAX_UPLOAD_MB": str(MAX_UPLOAD_MB),
+        },
+    )
+    server.wait_until(lambda client: client.get("/ready").status_code == 200, "became ready")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def client(serving):
+    with httpx.Client(base_url=serving.url, timeout=60) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def jpeg_path() -> Path:
+    return sorted((DATASET / "test" / "benign").glob("*.jpg"))[0]
+
+
+@pytest.fixture(scope="session")
+def jpeg(jpeg_path) -> bytes:
+    """A real 224x224 JPEG of the data set."""
+    return jpeg_path.read_bytes()
+
+
+@pytest.fixture(scope="session")
+def lesion(jpeg) -> Image.Image:
+    with Image.open(io.BytesIO(jpeg)) as image:
+        return image.convert("RGB")
+
+
+@pytest.fixture
+def new_champion(smoke_champion):
+    """A second registered version (same artifacts, threshold 0) that takes the `champion` alias.
+
+    The alias goes back to the original version afterwards, for the suites that follow.
+    """
+    from mlflow import MlflowClient
+
+    client = MlflowClient(smoke_champion["tracking_uri"])
+    name = smoke_champion["model_name"]
+    original = client.get_model_version_by_alias(name, "champion")
+    created = client.create_model_version(
+        name,
+        source=original.source,
+        run_id=original.run_id,
+        tags={**original.tags, "threshold": "0.0"},
+        model_id=original.source.removeprefix("models:/") if original.source.startswith("models:/") else None,
+    )
+    client.set_registered_model_alias(name, "champion", created.version)
+    yield {"version": str(created.version), "previous_version": str(original.version), "threshold": 0.0}
+    client.set_registered_model_alias(name, "champion", original.version)

@@ -25,6 +25,13 @@ METRIC_LABELS = {
 THUMBNAIL_WIDTH = 160
 
 
+def metric_line(name: str, value: float) -> str:
+    """`Accuracy: 0.912`; other metrics (confusion counts) by their plain name and value."""
+    if name in METRIC_LABELS:
+        return f"{METRIC_LABELS[name]}: {value:.3f}"
+    return f"{name.removeprefix('test_').replace('_', ' ').capitalize()}: {value:g}"
+
+
 def show_serving_status(client: ServingClient) -> None:
     """Sidebar: whether serving is ready, and the model it holds with its test metrics."""
     sidebar = st.sidebar
@@ -44,16 +51,12 @@ def show_serving_status(client: ServingClient) -> None:
     sidebar.subheader("Model")
     sidebar.markdown(
         f"**{card.get('name')}** version **{card.get('version')}**  \n"
-        f"class `{card.get('model_class')}` · threshold {card.get('threshold')} · "
-        f"input {card.get('image_size')} px"
+        f"class `{card.get('model_class')}` · input {card.get('image_size')} px  \n"
+        f"called malignant from {card.get('threshold', 0.5):.1%}"
     )
     metrics = card.get("metrics") or {}
     names = [name for name in METRIC_LABELS if name in metrics] + sorted(set(metrics) - set(METRIC_LABELS))
-    lines = [
-        f"- {METRIC_LABELS.get(name, name)}: {metrics[name]:.3f}"
-        for name in names
-        if isinstance(metrics[name], (int, float))
-    ]
+    lines = [f"- {metric_line(name, metrics[name])}" for name in names if isinstance(metrics[name], (int, float))]
     if lines:
         sidebar.caption("Test-set metrics")
         sidebar.markdown("\n".join(lines))
@@ -109,7 +112,7 @@ def show_outcome(upload, outcome: dict) -> None:
     text_column.markdown(f"Prediction: :{colour}[**{row['label']}**]")
     text_column.progress(
         min(max(probability, 0.0), 1.0),
-        text=f"Probability of malignant: {probability:.1%} (threshold {row['threshold']:.2f})",
+        text=f"Probability of malignant: {probability:.1%} (called malignant from {row['threshold']:.1%})",
     )
     text_column.caption(f"Answered by {row['model_name']} version {row['model_version']} ({row['model_class']})")
 

@@ -73,7 +73,7 @@ def test_predicts_jpeg_and_png_uploads(monkeypatch, serving_url, smoke_champion,
     bars = [bar.text for bar in app.get("progress")]
     assert bars[0] == "Done: 2 image(s)"
     assert [f"Probability of malignant: {row['probability_malignant']:.1%}" for row in rows] == [
-        text.split(" (threshold")[0] for text in bars[1:]
+        text.split(" (called malignant from")[0] for text in bars[1:]
     ]
     labels = [item.value for item in app.markdown if item.value.startswith("Prediction: ")]
     assert labels == [f"Prediction: :{'red' if row['label'] == 'malignant' else 'green'}[**{row['label']}**]" for row in rows]

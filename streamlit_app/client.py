@@ -97,7 +97,9 @@ class ServingClient:
         response = self._request("GET", "/model", self._timeout)
         self._raise_for_unavailable(response, "/model")
         if response.status_code >= 400:
-            raise ServingUnavailable(f"The prediction service refused GET /model (HTTP {response.status_code}): {_detail(response)}")
+            raise ServingUnavailable(
+                f"The prediction service refused GET /model (HTTP {response.status_code}): {_detail(response)}"
+            )
         return self._json(response, "/model")
 
     def predict(self, filename: str, data: bytes, mime_type: str | None = None) -> dict:

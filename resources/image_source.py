@@ -3,12 +3,12 @@
 from pathlib import Path
 
 import dagster as dg
-from botocore.exceptions import BotoCoreError, ClientError
 from dagster_aws.s3 import S3Resource
+
+from resources.storage import S3_ERRORS, s3_client
 
 SPLITS = ("train", "test")
 CLASSES = ("benign", "malignant")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
 class ImageSourceError(RuntimeError):
@@ -45,7 +45,7 @@ class RawImageSource(dg.ConfigurableResource):
         bucket, prefix = self._bucket_prefix()
         try:
             return self._client().get_object(Bucket=bucket, Key=prefix + relative_path)["Body"].read()
-        except (BotoCoreError, ClientError) as error:
+        except S3_ERRORS as error:
             raise ImageSourceError(f"cannot read {self.describe(relative_path)}: {error}") from error
 
     def describe(self, relative_path: str = "") -> str:
@@ -61,13 +61,13 @@ class RawImageSource(dg.ConfigurableResource):
                 return []
             return sorted(p.name for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
         bucket, prefix = self._bucket_prefix()
-        names = []
-        try:
-            for page in self._client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}{folder}/"):
-                names += [item["Key"].rsplit("/", 1)[-1] for item in page.get("Contents", [])]
-        except (BotoCoreError, ClientError) as error:
+        try:  # the delimiter keeps to the folder's own objects, as iterdir() does
+            paginator = self._client().get_paginator("list_objects_v2")
+            pages = paginator.paginate(Bucket=bucket, Prefix=f"{prefix}{folder}/", Delimiter="/")
+            names = [item["Key"].rsplit("/", 1)[-1] for page in pages for item in page.get("Contents", [])]
+        except S3_ERRORS as error:
             raise ImageSourceError(f"cannot list {self.describe(folder)}: {error}") from error
-        return sorted(name for name in names if name)
+        return sorted(name for name in names if name and not name.startswith("."))
 
     def _bucket_prefix(self) -> tuple[str, str]:
         bucket, _, prefix = self.location[len("s3://") :].partition("/")
@@ -76,4 +76,4 @@ class RawImageSource(dg.ConfigurableResource):
     def _client(self):
         if self.s3 is None:
             raise ImageSourceError(f"{self.location} is on S3 but no S3 resource is configured (AWS_* variables)")
-        return self.s3.get_client()
+        return s3_client(self.s3)

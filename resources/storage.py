@@ -6,6 +6,7 @@ a second whole copy in memory. A write becomes visible only when complete: a tem
 file renamed into place on disk, a (multipart) upload completed on S3.
 """
 
+import functools
 import io
 import json
 import os
@@ -19,13 +20,43 @@ import numpy as np
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
 from dagster_aws.s3 import S3Resource
+from s3transfer.exceptions import RetriesExceededError
 
 FORMATS = (".npy", ".keras", ".json")
-TRANSFER = TransferConfig(multipart_threshold=16 * 2**20, multipart_chunksize=16 * 2**20, max_concurrency=4)
+MiB = 2**20
+
+
+def _transfer_config(part_size: int, threads: int, io_chunksize: int = 256 * 2**10) -> TransferConfig:
+    config = TransferConfig(
+        multipart_threshold=part_size,
+        multipart_chunksize=part_size,
+        max_concurrency=threads,
+        io_chunksize=io_chunksize,
+        max_io_queue=16,  # downloaded reads waiting to be written into the buffer
+    )
+    config.max_in_memory_upload_chunks = threads  # parts read ahead of the uploaders: the only copies made
+    return config
+
+
+# Uploads: parallel 16 MiB parts, so a failed part is retried alone and at most 4 parts are
+# ever copied out of the array. Downloads: one GET streamed into the buffer in 1 MiB reads up
+# to 1 GiB (parallel ranged GETs gain little on a local server and cost one request per part).
+UPLOAD = _transfer_config(16 * MiB, threads=4)
+DOWNLOAD = _transfer_config(1024 * MiB, threads=4, io_chunksize=MiB)
+
+
+S3_ERRORS = (BotoCoreError, ClientError, RetriesExceededError)
+AUTH_ERRORS = ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken")
 
 
 class StorageError(RuntimeError):
     """A read or write failed; the message names the object and the backend."""
+
+
+@functools.lru_cache(maxsize=16)
+def s3_client(s3: S3Resource):
+    """One thread-safe client per S3 configuration: `get_client()` builds a new session (~0.3 s)."""
+    return s3.get_client()
 
 
 class ArtifactStore(dg.ConfigurableResource, ABC):
@@ -57,7 +88,7 @@ class LocalArtifactStore(ArtifactStore):
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
         try:
             with os.fdopen(fd, "wb") as out:
-                while chunk := stream.read(16 * 2**20):
+                while chunk := stream.read(16 * MiB):
                     out.write(chunk)
             os.replace(tmp, path)
         except BaseException:
@@ -70,7 +101,7 @@ class LocalArtifactStore(ArtifactStore):
 
     def read_into(self, key: str, sink: BinaryIO) -> None:
         with open(self._path(key), "rb") as source:
-            while chunk := source.read(16 * 2**20):
+            while chunk := source.read(16 * MiB):
                 sink.write(chunk)
 
     def uri(self, key: str) -> str:
@@ -87,17 +118,22 @@ class S3ArtifactStore(ArtifactStore):
 
     def _fail(self, action: str, key: str, error: Exception) -> StorageError:
         endpoint = self.s3.endpoint_url or "AWS S3"
-        return StorageError(f"S3 {action} of s3://{self.bucket}/{self._key(key)} at {endpoint} failed: {error}")
+        code = getattr(error, "response", {}).get("Error", {}).get("Code")
+        hint = " (check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and the bucket policy)" if code in AUTH_ERRORS else ""
+        return StorageError(
+            f"S3 {action} of s3://{self.bucket}/{self._key(key)} at {endpoint} failed "
+            f"(each request retried up to {self.s3.max_attempts} times): {error}{hint}"
+        )
 
     def put(self, key: str, stream: BinaryIO) -> None:
         try:
-            self.s3.get_client().upload_fileobj(stream, self.bucket, self._key(key), Config=TRANSFER)
-        except (BotoCoreError, ClientError) as error:
+            s3_client(self.s3).upload_fileobj(stream, self.bucket, self._key(key), Config=UPLOAD)
+        except S3_ERRORS as error:
             raise self._fail("upload", key, error) from error
 
     def size(self, key: str) -> int | None:
         try:
-            return self.s3.get_client().head_object(Bucket=self.bucket, Key=self._key(key))["ContentLength"]
+            return s3_client(self.s3).head_object(Bucket=self.bucket, Key=self._key(key))["ContentLength"]
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 return None
@@ -107,8 +143,8 @@ class S3ArtifactStore(ArtifactStore):
 
     def read_into(self, key: str, sink: BinaryIO) -> None:
         try:
-            self.s3.get_client().download_fileobj(self.bucket, self._key(key), sink, Config=TRANSFER)
-        except (BotoCoreError, ClientError) as error:
+            s3_client(self.s3).download_fileobj(self.bucket, self._key(key), sink, Config=DOWNLOAD)
+        except S3_ERRORS as error:
             raise self._fail("download", key, error) from error
 
     def uri(self, key: str) -> str:
@@ -188,27 +224,44 @@ def _load_json(store: ArtifactStore, key: str, size: int) -> Any:
 _LOADERS = {".npy": _load_npy, ".keras": _load_keras, ".json": _load_json}
 
 
-class _NpyReader(io.RawIOBase):
-    """Reads an array as `.npy` bytes straight from its memory: header, then data."""
+class _NpyReader(io.BufferedIOBase):
+    """Reads an array as `.npy` bytes straight from its memory: header, then data.
+
+    Seekable and always returning full reads, so a transfer learns the size up front and
+    splits the upload into parts without buffering the whole stream.
+    """
 
     def __init__(self, array: np.ndarray):
-        array = np.ascontiguousarray(array)
+        array = array if array.flags.c_contiguous else array.copy(order="C")  # ascontiguousarray makes 0-d 1-d
         header = io.BytesIO()
         np.lib.format.write_array_header_2_0(header, np.lib.format.header_data_from_array_1_0(array))
-        self._parts = [memoryview(header.getvalue()), memoryview(array).cast("B")]
+        self._header = memoryview(header.getvalue())
+        self._data = memoryview(array.reshape(-1).view(np.uint8))
+        self._size = len(self._header) + len(self._data)
+        self._position = 0
 
     def readable(self) -> bool:
         return True
 
-    def readinto(self, target) -> int:
-        while self._parts and len(self._parts[0]) == 0:
-            self._parts.pop(0)
-        if not self._parts:
-            return 0
-        n = min(len(target), len(self._parts[0]))
-        target[:n] = self._parts[0][:n]
-        self._parts[0] = self._parts[0][n:]
-        return n
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        self._position = max(0, base + offset)
+        return self._position
+
+    def tell(self) -> int:
+        return self._position
+
+    def read(self, size: int | None = -1) -> bytes:
+        end = self._size if size is None or size < 0 else min(self._size, self._position + size)
+        start, self._position = self._position, max(self._position, end)
+        head = len(self._header)
+        pieces = (self._header[min(start, head) : min(end, head)], self._data[max(start - head, 0) : max(end - head, 0)])
+        return b"".join(pieces)  # the one copy of a part that a transfer needs
+
+    read1 = read
 
 
 class _BufferWriter(io.RawIOBase):

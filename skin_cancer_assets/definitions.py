@@ -14,7 +14,7 @@ from skin_cancer_assets.sensors import redeploy_on_new_champion
 
 
 def executor_from_env() -> dg.ExecutorDefinition:
-    """Steps in parallel processes, one per core (DAGSTER_EXECUTOR=docker: one container each)."""
+    """Steps in parallel processes, one per core; DAGSTER_EXECUTOR=docker or k8s: a container or Job per step."""
     kind = os.environ.get("DAGSTER_EXECUTOR", "multiprocess")
     if kind == "multiprocess":
         return dg.multiprocess_executor.configured({"max_concurrent": os.cpu_count() or 1})
@@ -22,7 +22,11 @@ def executor_from_env() -> dg.ExecutorDefinition:
         from dagster_docker import docker_executor
 
         return docker_executor
-    raise ValueError(f"DAGSTER_EXECUTOR={kind!r}: choose multiprocess or docker")
+    if kind == "k8s":
+        from dagster_k8s import k8s_job_executor
+
+        return k8s_job_executor
+    raise ValueError(f"DAGSTER_EXECUTOR={kind!r}: choose multiprocess, docker or k8s")
 
 
 defs = dg.Definitions(

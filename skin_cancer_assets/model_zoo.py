@@ -101,7 +101,19 @@ ZOO: tuple[ModelSpec, ...] = (
         name="resnet50",
         description="ResNet50 trained from random weights.",
         build_network=resnet50_network,
-        op_tags={"dagster-k8s/config": {"container_config": {"resources": {"limits": {"nvidia.com/gpu": "1"}}}}},
+        op_tags={  # on Kubernetes (k8s_job_executor) this step gets a GPU node
+            "dagster-k8s/config": {
+                "container_config": {
+                    "resources": {
+                        "requests": {"cpu": "4", "memory": "16Gi", "nvidia.com/gpu": "1"},
+                        "limits": {"memory": "24Gi", "nvidia.com/gpu": "1"},
+                    }
+                },
+                "pod_spec_config": {
+                    "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+                },
+            }
+        },
     ),
     ModelSpec(
         name="crossval_cnn",

@@ -34,6 +34,15 @@ def wait_for_http(url: str, timeout: float = 60.0, process: subprocess.Popen | N
     raise TimeoutError(f"{url} did not answer within {timeout:.0f}s")
 
 
+def error_chain(error: BaseException) -> str:
+    """Every message in an exception's chain: Dagster wraps user errors in its own."""
+    messages = []
+    while error is not None:
+        messages.append(f"{type(error).__name__}: {error}")
+        error = error.__cause__ or error.__context__
+    return "\n".join(messages)
+
+
 class Service:
     """A background process with its output in a log file, stopped with its children."""
 

@@ -63,15 +63,15 @@ def test_the_champion_alias_loads_and_predicts_real_images(smoke_champion, clien
     assert champion["decision"] == "promoted" and champion["metrics"]["roc_auc"] is not None
 
 
-def _candidate_with_score(client, source_version, roc_auc: float, digest: str) -> str:
+def _candidate_with_score(client, model_folder, roc_auc: float, digest: str) -> str:
     """A registered version holding the champion's real model, with a chosen test ROC-AUC."""
-    source = client.get_model_version(REGISTERED_MODEL_NAME, source_version)
     experiment = client.get_experiment_by_name("smoke")
     run = client.create_run(experiment.experiment_id, run_name="synthetic-score")
     for name, value in {"test_roc_auc": roc_auc, "test_recall_malignant": 0.9, "test_accuracy": 0.8}.items():
         client.log_metric(run.info.run_id, name, value)
+    client.log_artifacts(run.info.run_id, model_folder, "model")
     client.set_terminated(run.info.run_id)
-    version = client.create_model_version(REGISTERED_MODEL_NAME, source.source, run_id=run.info.run_id).version
+    version = mlflow.register_model(f"runs:/{run.info.run_id}/model", REGISTERED_MODEL_NAME).version
     for key, value in {"model_class": "basic_cnn", "threshold": "0.5", "test_set_digest": digest}.items():
         client.set_model_version_tag(REGISTERED_MODEL_NAME, version, key, value)
     return version
@@ -83,17 +83,21 @@ def test_a_worse_challenger_keeps_the_alias_and_a_better_one_moves_it(smoke_cham
     monkeypatch.setenv("MLFLOW_TRACKING_URI", smoke_champion["tracking_uri"])
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "smoke")
     monkeypatch.setenv("SKIN_CANCER_STATE", str(tmp_path / "state"))
+    mlflow.set_tracking_uri(smoke_champion["tracking_uri"])
+    model_folder = mlflow.artifacts.download_artifacts(
+        f"models:/{REGISTERED_MODEL_NAME}/{smoke_champion['version']}", dst_path=str(tmp_path / "model")
+    )
     instance = dg.DagsterInstance.local_temp(str(tmp_path))
     arrays = materialize_graph(tmp_path, selection=dg.AssetSelection.groups("data"), instance=instance)
     digest = test_set_digest(
         arrays.output_for_node("preprocessed_arrays", "test_images"),
         arrays.output_for_node("preprocessed_arrays", "test_labels"),
     )
-    champion = _candidate_with_score(client, smoke_champion["version"], 0.90, digest)
+    champion = _candidate_with_score(client, model_folder, 0.90, digest)
     client.set_registered_model_alias(REGISTERED_MODEL_NAME, "champion", champion)
 
     def elect_with_candidate(roc_auc: float) -> dict:
-        version = _candidate_with_score(client, smoke_champion["version"], roc_auc, digest)
+        version = _candidate_with_score(client, model_folder, roc_auc, digest)
         for spec in ZOO:  # every class now offers this candidate
             instance.report_runless_asset_event(
                 dg.AssetMaterialization(spec.name, metadata={"mlflow_model_version": int(version)})

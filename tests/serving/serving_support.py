@@ -1,6 +1,7 @@
 """What the serving tests share: a real uvicorn process, test settings, image encoding."""
 
 import io
+import os
 import time
 from pathlib import Path
 
@@ -9,7 +10,7 @@ from tests.helpers import VENV_BIN, Service, free_port, wait_for_http
 from PIL import Image
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DATASET = Path("/work/shared/datasets/skin-cancer")
+DATASET = Path(os.environ.get("SKIN_CANCER_DATA", REPO_ROOT.parent / "shared" / "datasets" / "skin-cancer"))
 ADMIN_TOKEN = "serving-test-token"
 MAX_UPLOAD_MB = 2
 

@@ -3,8 +3,10 @@
 from pathlib import Path
 
 import dagster as dg
+import mlflow
 
 from resources.environment import build_resources
+from resources.mlflow_tracking import REGISTERED_MODEL_NAME
 from skin_cancer_assets.definitions import defs
 
 TRAIN_AND_ELECT = dg.AssetSelection.groups("data", "training", "selection")
@@ -16,3 +18,17 @@ def materialize_graph(dagster_home: Path, selection=TRAIN_AND_ELECT, instance=No
     instance = instance or dg.DagsterInstance.local_temp(str(dagster_home))
     assets = list(defs.assets)
     return dg.materialize(assets, selection=selection, resources=build_resources(), instance=instance, **kwargs)
+
+
+def register_candidate(client, experiment: str, model_folder: str, roc_auc: float, digest: str) -> str:
+    """A registered version holding a real model folder, with a chosen test ROC-AUC."""
+    run = client.create_run(client.get_experiment_by_name(experiment).experiment_id, run_name="synthetic-score")
+    for name, value in {"test_roc_auc": roc_auc, "test_recall_malignant": 0.9, "test_accuracy": 0.8}.items():
+        client.log_metric(run.info.run_id, name, value)
+    client.log_artifacts(run.info.run_id, model_folder, "model")
+    client.set_terminated(run.info.run_id)
+    mlflow.set_tracking_uri(client.tracking_uri)
+    version = mlflow.register_model(f"runs:/{run.info.run_id}/model", REGISTERED_MODEL_NAME).version
+    for key, value in {"model_class": "basic_cnn", "threshold": "0.5", "test_set_digest": digest}.items():
+        client.set_model_version_tag(REGISTERED_MODEL_NAME, version, key, value)
+    return version

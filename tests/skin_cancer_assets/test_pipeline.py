@@ -10,7 +10,7 @@ from resources.mlflow_tracking import REGISTERED_MODEL_NAME
 from skin_cancer_assets.imaging import decode_image
 from skin_cancer_assets.model_zoo import ZOO
 from tests.conftest import DATASET
-from tests.skin_cancer_assets.pipeline import materialize_graph
+from tests.skin_cancer_assets.pipeline import materialize_graph, register_candidate
 
 
 @pytest.fixture(scope="module")
@@ -63,20 +63,6 @@ def test_the_champion_alias_loads_and_predicts_real_images(smoke_champion, clien
     assert champion["decision"] == "promoted" and champion["metrics"]["roc_auc"] is not None
 
 
-def _candidate_with_score(client, model_folder, roc_auc: float, digest: str) -> str:
-    """A registered version holding the champion's real model, with a chosen test ROC-AUC."""
-    experiment = client.get_experiment_by_name("smoke")
-    run = client.create_run(experiment.experiment_id, run_name="synthetic-score")
-    for name, value in {"test_roc_auc": roc_auc, "test_recall_malignant": 0.9, "test_accuracy": 0.8}.items():
-        client.log_metric(run.info.run_id, name, value)
-    client.log_artifacts(run.info.run_id, model_folder, "model")
-    client.set_terminated(run.info.run_id)
-    version = mlflow.register_model(f"runs:/{run.info.run_id}/model", REGISTERED_MODEL_NAME).version
-    for key, value in {"model_class": "basic_cnn", "threshold": "0.5", "test_set_digest": digest}.items():
-        client.set_model_version_tag(REGISTERED_MODEL_NAME, version, key, value)
-    return version
-
-
 def test_a_worse_challenger_keeps_the_alias_and_a_better_one_moves_it(smoke_champion, client, tmp_path, monkeypatch):
     from skin_cancer_assets.assets.models import test_set_digest
 
@@ -93,11 +79,11 @@ def test_a_worse_challenger_keeps_the_alias_and_a_better_one_moves_it(smoke_cham
         arrays.output_for_node("preprocessed_arrays", "test_images"),
         arrays.output_for_node("preprocessed_arrays", "test_labels"),
     )
-    champion = _candidate_with_score(client, model_folder, 0.90, digest)
+    champion = register_candidate(client, "smoke", model_folder, 0.90, digest)
     client.set_registered_model_alias(REGISTERED_MODEL_NAME, "champion", champion)
 
     def elect_with_candidate(roc_auc: float) -> dict:
-        version = _candidate_with_score(client, model_folder, roc_auc, digest)
+        version = register_candidate(client, "smoke", model_folder, roc_auc, digest)
         for spec in ZOO:  # every class now offers this candidate
             instance.report_runless_asset_event(
                 dg.AssetMaterialization(spec.name, metadata={"mlflow_model_version": int(version)})

@@ -1,0 +1,320 @@
+"""Benchmark: serving vs the model called in-process vs `mlflow models serve`, one 224x224 JPEG.
+
+    .venv/bin/python bench/serving.py [--tracking-uri URI --model-uri models:/NAME@ALIAS]
+
+Without a tracking URI it starts a throwaway `mlflow server` and registers the zoo's
+basic_cnn at 224 px (random weights: inference cost does not depend on them). For each
+target it measures p50/p99 latency and requests/s at 1, 8 and 32 concurrent clients, then
+prints a table with the ratios to the targets of issue 4:
+  p50 at one client <= 1.3x the in-process call plus decode; throughput at 8 clients >= 10x
+  `mlflow models serve`.
+It also measures the reload latency (POST /admin/reload to the new version answering),
+serving's share of a redeploy. The full redeploy latency (champion materialization ->
+sensor -> deploy job -> new version answering) needs the Dagster daemon and is not
+measured here; `reload_latency` is the hook to time from a materialization instead.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from tests.helpers import VENV_BIN, Service, free_port, wait_for_http  # noqa: E402
+
+from skin_cancer_assets.imaging import decode_image  # noqa: E402
+
+IMAGE = Path("/work/shared/datasets/skin-cancer/test/benign/1.jpg")
+MODEL_NAME = "skin-cancer-classifier"
+ADMIN_TOKEN = "bench-token"
+CONCURRENCY = (1, 8, 32)
+
+
+@dataclass
+class Result:
+    target: str
+    clients: int
+    latencies: list[float]
+    seconds: float
+
+    @property
+    def p50_ms(self) -> float:
+        return statistics.median(self.latencies) * 1000
+
+    @property
+    def p99_ms(self) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] * 1000
+
+    @property
+    def rps(self) -> float:
+        return len(self.latencies) / self.seconds
+
+
+def measure(target: str, clients: int, call: Callable[[object], None], make_session, budget: "Budget") -> Result:
+    """`clients` threads call `call(session)` until the time or request budget is spent (>= 1 each)."""
+    latencies: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    per_client = max(1, budget.requests // clients)
+    start = time.perf_counter()
+    deadline = start + budget.seconds
+
+    def client() -> None:
+        with make_session() as session:
+            for done in range(per_client):
+                if done and time.perf_counter() > deadline:
+                    return
+                began = time.perf_counter()
+                try:
+                    call(session)
+                except Exception as error:  # counted and reported: a benchmark must not hide failures
+                    with lock:
+                        errors.append(repr(error))
+                    continue
+                with lock:
+                    latencies.append(time.perf_counter() - began)
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise RuntimeError(f"{target} at {clients} clients: {len(errors)} failed requests, first: {errors[0]}")
+    return Result(target, clients, latencies, time.perf_counter() - start)
+
+
+@dataclass
+class Budget:
+    seconds: float
+    requests: int
+
+
+class _NoSession:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def bench_in_process(model_uri: str, jpeg: bytes, budget: Budget) -> tuple[list[Result], int]:
+    """The limit: decode and predict in this process, no HTTP; also returns the model's input side."""
+    import mlflow
+
+    network = mlflow.keras.load_model(model_uri)
+    size = network.input_shape[1]
+
+    def call(_):
+        network.predict_on_batch(decode_image(jpeg, size)[None])
+
+    for _ in range(3):
+        call(None)
+    return [measure("in-process (decode + predict)", n, call, _NoSession, budget) for n in CONCURRENCY], size
+
+
+def bench_http(target: str, url: str, send: Callable[[httpx.Client], httpx.Response], budget: Budget) -> list[Result]:
+    def call(client: httpx.Client) -> None:
+        response = send(client)
+        if response.status_code != 200:
+            raise RuntimeError(f"{response.status_code}: {response.text[:300]}")
+
+    def session():
+        return httpx.Client(base_url=url, timeout=300)
+
+    with session() as warm:
+        for _ in range(3):
+            call(warm)
+    return [measure(target, n, call, session, budget) for n in CONCURRENCY]
+
+
+def start_serving(work: Path, tracking_uri: str, model_uri: str) -> tuple[Service, str]:
+    port = free_port()
+    service = Service(
+        [str(VENV_BIN / "uvicorn"), "serving.app:app", "--host", "127.0.0.1", "--port", str(port), "--no-access-log"],
+        log_path=work / "serving.log",
+        env={"MLFLOW_TRACKING_URI": tracking_uri, "MODEL_URI": model_uri, "SERVING_ADMIN_TOKEN": ADMIN_TOKEN},
+        cwd=REPO_ROOT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_for_http(f"{url}/health", timeout=60, process=service.process)
+    deadline = time.monotonic() + 300
+    while httpx.get(f"{url}/ready", timeout=10).status_code != 200:
+        if time.monotonic() > deadline or service.process.poll() is not None:
+            raise RuntimeError(f"serving never became ready:\n{service.log_tail()}")
+        time.sleep(0.3)
+    return service, url
+
+
+def start_mlflow_serve(work: Path, tracking_uri: str, model_uri: str) -> tuple[Service, str]:
+    port = free_port()
+    service = Service(
+        [str(VENV_BIN / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local",
+         "-h", "127.0.0.1", "-p", str(port)],
+        log_path=work / "mlflow-serve.log",
+        env={"MLFLOW_TRACKING_URI": tracking_uri, "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}"},  # it runs `uvicorn`
+        cwd=work,
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_for_http(f"{url}/ping", timeout=300, process=service.process)
+    return service, url
+
+
+def throwaway_model(work: Path) -> tuple[Service, str, str]:
+    """A throwaway `mlflow server` with the zoo's basic_cnn at 224 px registered as champion."""
+    import keras
+    import mlflow
+    from mlflow.models import infer_signature
+
+    from skin_cancer_assets.model_zoo import ZOO, build_model
+    from skin_cancer_assets.training_config import TrainingConfig
+
+    port = free_port()
+    server = Service(
+        [str(VENV_BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{work / 'mlflow.db'}", "--artifacts-destination", str(work / "artifacts")],
+        log_path=work / "mlflow-server.log",
+        cwd=work,
+    )
+    tracking_uri = f"http://127.0.0.1:{port}"
+    wait_for_http(f"{tracking_uri}/health", timeout=240, process=server.process)
+    mlflow.set_tracking_uri(tracking_uri)
+    spec = next(spec for spec in ZOO if spec.name == "basic_cnn")
+    network = build_model(spec, TrainingConfig(), 224)
+    example = decode_image(IMAGE.read_bytes(), 224)[None]
+    with mlflow.start_run(run_name="bench basic_cnn"):
+        mlflow.log_metrics({"test_accuracy": 0.0, "test_roc_auc": 0.0})
+        info = mlflow.keras.log_model(
+            network,
+            name="model",
+            signature=infer_signature(example, network.predict_on_batch(example)),
+            registered_model_name=MODEL_NAME,
+            pip_requirements=[f"keras=={keras.__version__}"],
+        )
+    client = mlflow.MlflowClient()
+    version = str(info.registered_model_version)
+    for key, value in {"model_class": "basic_cnn", "threshold": "0.5", "image_size": "224"}.items():
+        client.set_model_version_tag(MODEL_NAME, version, key, value)
+    client.set_registered_model_alias(MODEL_NAME, "champion", version)
+    return server, tracking_uri, f"models:/{MODEL_NAME}@champion"
+
+
+def reload_latency(url: str, tracking_uri: str, model_uri: str, jpeg: bytes) -> tuple[float, str, str]:
+    """Register the served version again, move the alias, reload; seconds until /predict answers with it.
+
+    Only for alias URIs (`models:/NAME@ALIAS`); the alias is moved back afterwards.
+    """
+    from mlflow import MlflowClient
+
+    name, alias = model_uri.removeprefix("models:/").split("@")
+    client = MlflowClient(tracking_uri)
+    current = client.get_model_version_by_alias(name, alias)
+    model_id = current.source.removeprefix("models:/") if current.source.startswith("models:/") else None
+    new = client.create_model_version(name, current.source, current.run_id, tags=current.tags, model_id=model_id)
+    client.set_registered_model_alias(name, alias, new.version)
+    try:
+        started = time.perf_counter()
+        httpx.post(f"{url}/admin/reload", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).raise_for_status()
+        files = {"file": ("lesion.jpg", jpeg, "image/jpeg")}
+        while httpx.post(f"{url}/predict", files=files, timeout=60).json()["model"]["version"] != str(new.version):
+            time.sleep(0.05)
+        return time.perf_counter() - started, str(current.version), str(new.version)
+    finally:
+        client.set_registered_model_alias(name, alias, current.version)
+
+
+def print_table(rows: list[Result], in_process: list[Result], mlflow_serve: list[Result], reload: tuple | None) -> None:
+    print(f"\n{'target':<32} {'clients':>7} {'requests':>8} {'p50 ms':>9} {'p99 ms':>9} {'req/s':>8}")
+    for row in rows:
+        print(
+            f"{row.target:<32} {row.clients:>7} {len(row.latencies):>8} {row.p50_ms:>9.1f} {row.p99_ms:>9.1f} {row.rps:>8.1f}"
+        )
+    serving = {r.clients: r for r in rows if r.target == "serving (this app)"}
+    base = {r.clients: r for r in in_process}
+    mlflow_at = {r.clients: r for r in mlflow_serve}
+    p50_ratio = serving[1].p50_ms / base[1].p50_ms
+    rps_ratio = serving[8].rps / mlflow_at[8].rps
+    print("\ntarget checks")
+    print(f"  p50 at 1 client vs in-process decode+predict: {p50_ratio:.2f}x (target <= 1.3x) "
+          f"{'PASS' if p50_ratio <= 1.3 else 'FAIL'}")
+    print(f"  throughput at 8 clients vs mlflow models serve: {rps_ratio:.1f}x (target >= 10x) "
+          f"{'PASS' if rps_ratio >= 10 else 'FAIL'}")
+    if reload:
+        seconds, old, new = reload
+        print(f"  reload latency (POST /admin/reload -> version {new} answers, was {old}): {seconds:.1f} s "
+              "(serving's share of the 15 s redeploy target; the sensor's share is not measured here)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI"))
+    parser.add_argument("--model-uri", default=os.environ.get("MODEL_URI", f"models:/{MODEL_NAME}@champion"))
+    parser.add_argument("--seconds", type=float, default=8.0, help="time budget per target and client count")
+    parser.add_argument("--requests", type=int, default=200, help="request budget per target and client count")
+    parser.add_argument("--image", type=Path, default=IMAGE)
+    args = parser.parse_args()
+
+    jpeg = args.image.read_bytes()
+    budget = Budget(args.seconds, args.requests)
+    work = Path(tempfile.mkdtemp(prefix="bench-serving-"))
+    services: list[Service] = []
+    try:
+        model_uri, tracking_uri = args.model_uri, args.tracking_uri
+        if not tracking_uri:
+            server, tracking_uri, model_uri = throwaway_model(work)
+            services.append(server)
+        os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
+        from mlflow import MlflowClient
+
+        aliased = "@" in model_uri
+        if aliased:  # every target loads the same version, even if the alias moves meanwhile
+            name, alias = model_uri.removeprefix("models:/").split("@")
+            pinned = f"models:/{name}/{MlflowClient().get_model_version_by_alias(name, alias).version}"
+        else:
+            pinned = model_uri
+        print(f"model {pinned} ({model_uri}) from {tracking_uri}; image {args.image} ({len(jpeg)} bytes)", flush=True)
+
+        in_process, size = bench_in_process(pinned, jpeg, budget)
+        print("in-process done", flush=True)
+
+        serving, url = start_serving(work, tracking_uri, model_uri)
+        services.append(serving)
+        files = {"file": ("lesion.jpg", jpeg, "image/jpeg")}
+        ours = bench_http("serving (this app)", url, lambda c: c.post("/predict", files=files), budget)
+        reload = reload_latency(url, tracking_uri, model_uri, jpeg) if aliased else None
+        serving.stop()
+        print("serving done", flush=True)
+
+        mlflow_serve, mlflow_url = start_mlflow_serve(work, tracking_uri, pinned)
+        services.append(mlflow_serve)
+        payload = json.dumps({"inputs": decode_image(jpeg, size)[None].tolist()}).encode()
+        headers = {"Content-Type": "application/json"}
+        theirs = bench_http(
+            "mlflow models serve", mlflow_url, lambda c: c.post("/invocations", content=payload, headers=headers), budget
+        )
+        print(f"mlflow models serve done (JSON payload {len(payload) / 1e6:.1f} MB)", flush=True)
+        print_table(in_process + ours + theirs, in_process, theirs, reload)
+    except BaseException:
+        print(f"benchmark failed; server logs are kept in {work}", file=sys.stderr)
+        raise
+    finally:
+        for service in services:
+            service.stop()
+    shutil.rmtree(work)
+
+
+if __name__ == "__main__":
+    main()

@@ -25,6 +25,7 @@ from serving.schemas import (
     Info,
     ModelDetails,
     ModelRef,
+    NoModel,
     Prediction,
     PredictResponse,
     Ready,
@@ -138,9 +139,18 @@ async def info(holder: ModelHolder = Depends(_holder)):
     }
 
 
-@app.get("/model", response_model=ModelDetails, responses=_NO_MODEL)
-async def model_details(holder: ModelHolder = Depends(_holder), model: LoadedModel = Depends(_served_model)):
-    """The served version, its test metrics and threshold, and the state of the last reload."""
+@app.get("/model", response_model=ModelDetails, responses={503: {"model": NoModel, "description": "No model is loaded."}})
+async def model_details(holder: ModelHolder = Depends(_holder)):
+    """The served version, its test metrics and threshold, and the state of the last reload.
+
+    Without a model: 503 whose `detail` says why, with the `reload` state as well, so a
+    deploy that polls this route sees a failed load at once.
+    """
+    reload = ReloadStatus(state=holder.state, error=holder.error, requested_at=holder.requested_at)
+    model = holder.current
+    if model is None:
+        detail = f"no model loaded: {holder.not_ready_reason()}"
+        return JSONResponse({"detail": detail, "reload": reload.model_dump(mode="json")}, status_code=503)
     return {
         "name": model.name,
         "version": model.version,
@@ -152,7 +162,7 @@ async def model_details(holder: ModelHolder = Depends(_holder), model: LoadedMod
         "model_uri": model.model_uri,
         "source_uri": model.source_uri,
         "loaded_at": model.loaded_at,
-        "reload": ReloadStatus(state=holder.state, error=holder.error, requested_at=holder.requested_at),
+        "reload": reload,
     }
 
 

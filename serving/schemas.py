@@ -51,6 +51,10 @@ class ModelDetails(_Schema):
     reload: ReloadStatus
 
 
+class NoModel(Error):
+    reload: ReloadStatus
+
+
 class ModelRef(_Schema):
     name: str
     version: str

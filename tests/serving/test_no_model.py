@@ -22,7 +22,10 @@ def test_no_model_means_not_ready_and_503(tmp_path, jpeg):
             predict = client.post("/predict", files={"file": ("lesion.jpg", jpeg, "image/jpeg")})
             assert predict.status_code == 503
             assert "no model loaded" in predict.json()["detail"]
-            assert client.get("/model").status_code == 503
+            model = client.get("/model")
+            assert model.status_code == 503
+            assert "no model loaded" in model.json()["detail"]
+            assert model.json()["reload"]["state"] == "failed" and model.json()["reload"]["error"]
             assert client.get("/info").json()["version"] is None
             refused = client.post("/admin/reload", headers={"Authorization": "Bearer anything"})
             assert refused.status_code == 403

@@ -7,7 +7,7 @@ from mlflow.exceptions import MlflowException
 
 from resources.mlflow_tracking import CHAMPION_ALIAS, REGISTERED_MODEL_NAME, tracking_ui_url
 from skin_cancer_assets import checks, training
-from skin_cancer_assets.assets.models import TEST_METRICS, test_set_digest
+from skin_cancer_assets.assets.models import TEST_METRICS, holdout_digest
 from skin_cancer_assets.model_zoo import ZOO
 
 
@@ -57,7 +57,7 @@ def champion_model(
     """The best candidate on the held-out test set; the MLflow alias `champion` moves only when a
     challenger beats the current champion by the primary metric (ROC-AUC by default)."""
     client = mlflow.MlflowClient()
-    digest = test_set_digest(test_images, test_labels)
+    digest = holdout_digest(test_images, test_labels)
     candidates = []
     for spec in ZOO:
         event = context.instance.get_latest_materialization_event(dg.AssetKey(spec.name))

@@ -18,7 +18,7 @@ from skin_cancer_assets.versioning import code_version
 TEST_METRICS = ("accuracy", "roc_auc", "recall_malignant", "specificity", "precision")
 
 
-def test_set_digest(images: np.ndarray, labels: np.ndarray) -> str:
+def holdout_digest(images: np.ndarray, labels: np.ndarray) -> str:
     """Identifies the test set, so scores are only compared when measured on the same images."""
     digest = hashlib.sha256(labels.tobytes())
     digest.update(str(images.shape).encode())
@@ -86,7 +86,7 @@ def model_asset(spec: ModelSpec) -> dg.AssetsDefinition:
                 "model_class": spec.name,
                 "threshold": f"{trained.threshold:.6f}",
                 "image_size": str(test_images.shape[1]),
-                "test_set_digest": test_set_digest(test_images, test_labels),
+                "test_set_digest": holdout_digest(test_images, test_labels),
                 "dagster_run_id": context.run_id,
             }.items():
                 client.set_model_version_tag(REGISTERED_MODEL_NAME, version, key, value)

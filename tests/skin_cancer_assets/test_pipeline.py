@@ -64,7 +64,7 @@ def test_the_champion_alias_loads_and_predicts_real_images(smoke_champion, clien
 
 
 def test_a_worse_challenger_keeps_the_alias_and_a_better_one_moves_it(smoke_champion, client, tmp_path, monkeypatch):
-    from skin_cancer_assets.assets.models import test_set_digest
+    from skin_cancer_assets.assets.models import holdout_digest
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", smoke_champion["tracking_uri"])
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "smoke")
@@ -75,7 +75,7 @@ def test_a_worse_challenger_keeps_the_alias_and_a_better_one_moves_it(smoke_cham
     )
     instance = dg.DagsterInstance.local_temp(str(tmp_path))
     arrays = materialize_graph(tmp_path, selection=dg.AssetSelection.groups("data"), instance=instance)
-    digest = test_set_digest(
+    digest = holdout_digest(
         arrays.output_for_node("preprocessed_arrays", "test_images"),
         arrays.output_for_node("preprocessed_arrays", "test_labels"),
     )

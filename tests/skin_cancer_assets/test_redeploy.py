@@ -9,7 +9,7 @@ import mlflow
 import pytest
 
 from resources.mlflow_tracking import REGISTERED_MODEL_NAME
-from skin_cancer_assets.assets.models import test_set_digest
+from skin_cancer_assets.assets.models import holdout_digest
 from skin_cancer_assets.model_zoo import ZOO
 from tests.conftest import REPO
 from tests.helpers import VENV_BIN, Service, free_port, wait_for_http
@@ -68,7 +68,7 @@ def test_a_better_champion_is_served_without_any_action_by_hand(platform, smoke_
     instance = dg.DagsterInstance.local_temp(str(platform["home"]))
     client = mlflow.MlflowClient(smoke_champion["tracking_uri"])
     arrays = materialize_graph(platform["home"], selection=dg.AssetSelection.groups("data"), instance=instance)
-    digest = test_set_digest(
+    digest = holdout_digest(
         arrays.output_for_node("preprocessed_arrays", "test_images"),
         arrays.output_for_node("preprocessed_arrays", "test_labels"),
     )

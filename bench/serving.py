@@ -36,7 +36,7 @@ from tests.helpers import VENV_BIN, Service, free_port, wait_for_http  # noqa: E
 
 from skin_cancer_assets.imaging import decode_image  # noqa: E402
 
-IMAGE = Path("/work/shared/datasets/skin-cancer/test/benign/1.jpg")
+IMAGE = Path(os.environ.get("SKIN_CANCER_DATA", REPO_ROOT.parent / "shared" / "datasets" / "skin-cancer")) / "test" / "benign" / "1.jpg"
 MODEL_NAME = "skin-cancer-classifier"
 ADMIN_TOKEN = "bench-token"
 CONCURRENCY = (1, 8, 32)

@@ -16,6 +16,6 @@ def redeploy_on_new_champion(context: dg.SensorEvaluationContext, asset_event: d
     metadata = asset_event.asset_materialization.metadata if asset_event.asset_materialization else {}
     version = metadata.get("champion_version")
     yield dg.RunRequest(
-        run_key=f"champion-{asset_event.storage_id}",
+        run_key=f"champion-{asset_event.run_id}-{asset_event.timestamp}",
         tags={"champion_version": str(version.value) if version else "unknown"},
     )

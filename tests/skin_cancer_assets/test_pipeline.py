@@ -60,7 +60,8 @@ def test_the_champion_alias_loads_and_predicts_real_images(smoke_champion, clien
     probs = model.predict(images, verbose=0)
     assert probs.shape == (2, 1) and np.all((probs >= 0) & (probs <= 1))
     champion = smoke_champion["champion"]
-    assert champion["decision"] == "promoted" and champion["metrics"]["roc_auc"] is not None
+    # another suite may have elected an earlier champion on the same server: either way it is served
+    assert champion["decision"] in {"promoted", "kept"} and champion["metrics"]["roc_auc"] is not None
 
 
 def test_a_worse_challenger_keeps_the_alias_and_a_better_one_moves_it(smoke_champion, client, tmp_path, monkeypatch):

@@ -4,13 +4,16 @@ PYTHON_VERSION := 3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STATE ?= $(CURDIR)/state
-export SKIN_CANCER_STATE := $(STATE)
-export DAGSTER_HOME ?= $(STATE)/dagster
+DAGSTER_HOME ?= $(STATE)/dagster
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 SERVING_PORT ?= 8000
 APP_PORT ?= 8501
 DAGSTER_PORT ?= 3000
 MLFLOW_PORT ?= 5000
+
+# The local state of the embedded defaults; the test suites make their own in temporary folders.
+run smoke dev dev-postgres: export SKIN_CANCER_STATE := $(STATE)
+run smoke dev dev-postgres: export DAGSTER_HOME := $(DAGSTER_HOME)
 
 .PHONY: install run smoke test test-fast dev serve app upload-data dev-postgres postgres-down \
 	bench bench-preprocess bench-io bench-serving bench-quality lint-docker compose-up compose-down clean

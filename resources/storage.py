@@ -18,34 +18,27 @@ from typing import Any, BinaryIO
 import dagster as dg
 import numpy as np
 from boto3.s3.transfer import TransferConfig
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    IncompleteReadError,
+    ReadTimeoutError,
+    ResponseStreamingError,
+)
 from dagster_aws.s3 import S3Resource
-from s3transfer.exceptions import RetriesExceededError
 
 FORMATS = (".npy", ".keras", ".json")
 MiB = 2**20
 
 
-def _transfer_config(part_size: int, threads: int, io_chunksize: int = 256 * 2**10) -> TransferConfig:
-    config = TransferConfig(
-        multipart_threshold=part_size,
-        multipart_chunksize=part_size,
-        max_concurrency=threads,
-        io_chunksize=io_chunksize,
-        max_io_queue=16,  # downloaded reads waiting to be written into the buffer
-    )
-    config.max_in_memory_upload_chunks = threads  # parts read ahead of the uploaders: the only copies made
-    return config
+# Uploads go in parallel 16 MiB parts, so a failed part is retried alone; at most 4 parts are
+# ever copied out of the array (s3transfer reads up to 10 ahead by default).
+UPLOAD = TransferConfig(multipart_threshold=16 * MiB, multipart_chunksize=16 * MiB, max_concurrency=4)
+UPLOAD.max_in_memory_upload_chunks = 4
 
-
-# Uploads: parallel 16 MiB parts, so a failed part is retried alone and at most 4 parts are
-# ever copied out of the array. Downloads: one GET streamed into the buffer in 1 MiB reads up
-# to 1 GiB (parallel ranged GETs gain little on a local server and cost one request per part).
-UPLOAD = _transfer_config(16 * MiB, threads=4)
-DOWNLOAD = _transfer_config(1024 * MiB, threads=4, io_chunksize=MiB)
-
-
-S3_ERRORS = (BotoCoreError, ClientError, RetriesExceededError)
+S3_ERRORS = (BotoCoreError, ClientError)
+BROKEN_STREAM = (ResponseStreamingError, ReadTimeoutError, ConnectionClosedError, IncompleteReadError)
 AUTH_ERRORS = ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken")
 
 
@@ -142,10 +135,28 @@ class S3ArtifactStore(ArtifactStore):
             raise self._fail("lookup", key, error) from error
 
     def read_into(self, key: str, sink: BinaryIO) -> None:
-        try:
-            s3_client(self.s3).download_fileobj(self.bucket, self._key(key), sink, Config=DOWNLOAD)
-        except S3_ERRORS as error:
-            raise self._fail("download", key, error) from error
+        """One GET streamed into `sink` in 1 MiB reads; a broken stream resumes where it stopped.
+
+        In bench/io_manager.py a single stream kept up with get_object().read() and was faster
+        than s3transfer's download (an extra I/O thread and copy per chunk); parallel ranged GETs
+        were 5x slower on moto, which reads the whole object again for every range. Resumed
+        reads ask for the same ETag, so two versions of an object are never spliced together.
+        """
+        where, written, etag, broken = {"Bucket": self.bucket, "Key": self._key(key)}, 0, None, None
+        for _ in range(self.s3.max_attempts + 1):
+            try:
+                resume = {"Range": f"bytes={written}-", "IfMatch": etag} if written else {}
+                response = s3_client(self.s3).get_object(**where, **resume)
+                etag = etag or response["ETag"]
+                while chunk := response["Body"].read(MiB):
+                    sink.write(chunk)
+                    written += len(chunk)
+                return
+            except BROKEN_STREAM as error:
+                broken = error
+            except S3_ERRORS as error:
+                raise self._fail("download", key, error) from error
+        raise self._fail("download", key, broken) from broken
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{self._key(key)}"
@@ -193,7 +204,10 @@ def _extension(obj: Any) -> str:
 
 def _load_npy(store: ArtifactStore, key: str, size: int) -> np.ndarray:
     buffer = np.empty(size, dtype=np.uint8)
-    store.read_into(key, _BufferWriter(memoryview(buffer)))
+    writer = _BufferWriter(memoryview(buffer), store.uri(key))
+    store.read_into(key, writer)
+    if writer.tell() != size:
+        raise StorageError(f"{store.uri(key)} changed while being read: {writer.tell()} of {size} bytes")
     header = io.BytesIO(buffer[: min(size, 65536)].tobytes())
     version = np.lib.format.read_magic(header)
     read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
@@ -265,22 +279,15 @@ class _NpyReader(io.BufferedIOBase):
 
 
 class _BufferWriter(io.RawIOBase):
-    """A seekable sink over a preallocated buffer, so parallel ranged downloads land in place."""
+    """A sink that fills a preallocated buffer in order, so a download lands in place."""
 
-    def __init__(self, buffer: memoryview):
+    def __init__(self, buffer: memoryview, name: str):
         self._buffer = buffer
+        self._name = name
         self._position = 0
 
     def writable(self) -> bool:
         return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: len(self._buffer)}[whence]
-        self._position = base + offset
-        return self._position
 
     def tell(self) -> int:
         return self._position
@@ -289,7 +296,7 @@ class _BufferWriter(io.RawIOBase):
         n = len(data)
         end = self._position + n
         if end > len(self._buffer):
-            raise StorageError(f"object grew while being read: {end} > {len(self._buffer)} bytes")
+            raise StorageError(f"{self._name} changed while being read: more than {len(self._buffer)} bytes")
         self._buffer[self._position : end] = data
         self._position = end
         return n

@@ -63,6 +63,8 @@ def mlflow_resource(context):
     check_tracking_server(tracking_uri)
     ensure_local_experiment(tracking_uri, context.resource_config["experiment_name"])
     mlflow.set_tracking_uri(tracking_uri)
+    while mlflow.active_run():  # a run left active by an earlier in-process run must not be reused
+        mlflow.end_run()
     yield from mlflow_tracking.resource_fn(context)
 
 

@@ -21,11 +21,11 @@ def main() -> int:
     profile = active_profile()
     print(f"profile {profile.name}: materializing the whole graph (data, models, champion)", flush=True)
     with dg.DagsterInstance.get() as instance:
-        result = dg.execute_job(dg.reconstructable(train_and_elect_job), instance=instance)
-        if not result.success:
-            print(f"run {result.run_id} failed; see `make dev` -> Runs, or the log above", file=sys.stderr)
-            return 1
-        champion = result.output_for_node("champion_model")
+        with dg.execute_job(dg.reconstructable(train_and_elect_job), instance=instance) as result:
+            if not result.success:
+                print(f"run {result.run_id} failed; see `make dev` -> Runs, or the log above", file=sys.stderr)
+                return 1
+            champion = result.output_for_node("champion_model")
     metrics = ", ".join(f"{name} {value:.3f}" for name, value in champion["metrics"].items() if value is not None)
     print(f"champion: {champion['name']} version {champion['version']} ({champion['model_class']}), {champion['decision']}")
     print(f"  test metrics: {metrics}; threshold {champion['threshold']:.3f}")

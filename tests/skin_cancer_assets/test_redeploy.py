@@ -64,7 +64,7 @@ def platform(smoke_champion, tmp_path, monkeypatch):
         serving.stop()
 
 
-def test_a_better_champion_is_served_without_any_action_by_hand(platform, smoke_champion, tmp_path):
+def test_a_better_champion_is_served_without_any_action_by_hand(platform, smoke_champion, tmp_path, keep_champion_alias):
     instance = dg.DagsterInstance.local_temp(str(platform["home"]))
     client = mlflow.MlflowClient(smoke_champion["tracking_uri"])
     arrays = materialize_graph(platform["home"], selection=dg.AssetSelection.groups("data"), instance=instance)

@@ -18,7 +18,10 @@ def materialize_graph(dagster_home: Path, selection=TRAIN_AND_ELECT, instance=No
     dagster_home.mkdir(parents=True, exist_ok=True)
     instance = instance or dg.DagsterInstance.local_temp(str(dagster_home))
     assets = list(defs.assets)
-    return dg.materialize(assets, selection=selection, resources=build_resources(), instance=instance, **kwargs)
+    try:
+        return dg.materialize(assets, selection=selection, resources=build_resources(), instance=instance, **kwargs)
+    finally:  # in-process runs have no end-of-run hook: close the MLflow run the resource opened
+        mlflow.end_run()
 
 
 def register_candidate(client, experiment: str, model_folder: str, roc_auc: float, digest: str) -> str:

@@ -17,6 +17,19 @@ def train_and_elect_job():
     return defs.resolve_job_def("train_and_elect")
 
 
+def print_champion(instance: dg.DagsterInstance) -> None:
+    """The champion as the latest `champion_model` materialization recorded it."""
+    event = instance.get_latest_materialization_event(dg.AssetKey("champion_model"))
+    metadata = {key: value.value for key, value in event.asset_materialization.metadata.items()}
+    metrics = ", ".join(f"{key.removeprefix('test_')} {value:.3f}" for key, value in metadata.items() if key.startswith("test_"))
+    print(
+        f"champion: skin-cancer-classifier version {metadata['champion_version']} "
+        f"({metadata['champion_class']}), {metadata['decision']}"
+    )
+    print(f"  test metrics: {metrics}")
+    print(f"  {metadata['reason']}")
+
+
 def main() -> int:
     profile = active_profile()
     print(f"profile {profile.name}: materializing the whole graph (data, models, champion)", flush=True)
@@ -25,11 +38,7 @@ def main() -> int:
             if not result.success:
                 print(f"run {result.run_id} failed; see `make dev` -> Runs, or the log above", file=sys.stderr)
                 return 1
-            champion = result.output_for_node("champion_model")
-    metrics = ", ".join(f"{name} {value:.3f}" for name, value in champion["metrics"].items() if value is not None)
-    print(f"champion: {champion['name']} version {champion['version']} ({champion['model_class']}), {champion['decision']}")
-    print(f"  test metrics: {metrics}; threshold {champion['threshold']:.3f}")
-    print(f"  {champion['reason']}")
+        print_champion(instance)
     return 0
 
 

@@ -14,7 +14,7 @@ from tests.conftest import REPO
 pytestmark = pytest.mark.slow
 
 
-def test_smoke_graph_on_postgres_with_the_multiprocess_executor(postgres_instance, tmp_path):
+def test_smoke_graph_on_postgres_with_the_multiprocess_executor(postgres_instance, tmp_path, monkeypatch):
     env = {
         **os.environ,
         **postgres_instance["env"],
@@ -28,6 +28,8 @@ def test_smoke_graph_on_postgres_with_the_multiprocess_executor(postgres_instanc
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
     assert "champion: skin-cancer-classifier version" in done.stdout
 
+    for name, value in postgres_instance["env"].items():  # the instance file reads DAGSTER_PG_*
+        monkeypatch.setenv(name, value)
     with dg.DagsterInstance.from_config(str(postgres_instance["dagster_home"])) as instance:
         runs = instance.get_runs(filters=dg.RunsFilter(job_name="train_and_elect"))
         assert runs and runs[0].status == dg.DagsterRunStatus.SUCCESS

@@ -17,7 +17,6 @@ from tests.helpers import VENV_BIN, Service, free_port, wait_for_http  # noqa: E
 
 REPO = Path(__file__).resolve().parents[1]
 DATASET = Path(os.environ.get("SKIN_CANCER_DATA", REPO.parent / "shared" / "datasets" / "skin-cancer"))
-ARTIFACTS = REPO / "test-artifacts"
 
 
 @pytest.fixture(scope="session")

@@ -50,49 +50,43 @@ class TrainedModel:
 def train(
     spec: ModelSpec, config: TrainingConfig, images: np.ndarray, labels: np.ndarray, log_epoch: EpochLogger
 ) -> TrainedModel:
+    """Train on `images` less a stratified, seeded validation split, which every model class shares:
+    it early-stops the single models and sets every threshold on the served model's own outputs."""
     import keras
 
     keras.utils.set_random_seed(config.seed)
-    if spec.cross_validated:
-        return _train_cross_validated(spec, config, images, labels, log_epoch)
     train_idx, val_idx = train_test_split(
         np.arange(len(labels)), test_size=config.validation_split, stratify=labels, random_state=config.seed
     )
-    model, history = _fit(spec, config, images, labels, train_idx, val_idx, spec.name, lambda e, m: log_epoch("", e, m))
+    if spec.cross_validated:
+        model, history, fold_metrics = _train_cross_validated(spec, config, images, labels, train_idx, log_epoch)
+    else:
+        model, history = _fit(spec, config, images, labels, train_idx, val_idx, spec.name, lambda e, m: log_epoch("", e, m))
+        fold_metrics = []
     val_probs = predict(model, images[val_idx], config.batch_size)
     threshold = threshold_for_recall(labels[val_idx], val_probs, config.target_recall)
-    return TrainedModel(model, history, threshold, evaluate(labels[val_idx], val_probs, threshold), [])
+    return TrainedModel(model, history, threshold, evaluate(labels[val_idx], val_probs, threshold), fold_metrics)
 
 
-def _train_cross_validated(spec, config, images, labels, log_epoch) -> TrainedModel:
-    """k folds; the threshold comes from out-of-fold predictions, the model averages the folds."""
+def _train_cross_validated(spec, config, images, labels, train_idx, log_epoch):
+    """k stratified folds of `train_idx`, each early-stopped on its own held-out fold; the model
+    serves the folds' average. Returns it, the mean history and each fold's held-out metrics."""
     import keras
 
     folds = StratifiedKFold(n_splits=config.k_folds, shuffle=True, random_state=config.seed)
-    out_of_fold = np.zeros(len(labels), dtype=np.float32)
     fold_models, histories, fold_metrics = [], [], []
-    for fold, (train_idx, val_idx) in enumerate(folds.split(np.zeros(len(labels)), labels)):
+    for fold, (fold_train, fold_val) in enumerate(folds.split(train_idx, labels[train_idx])):
+        fold_train, fold_val = train_idx[fold_train], train_idx[fold_val]
         model, history = _fit(
-            spec,
-            config,
-            images,
-            labels,
-            train_idx,
-            val_idx,
-            f"{spec.name}_fold_{fold}",
+            spec, config, images, labels, fold_train, fold_val, f"{spec.name}_fold_{fold}",
             lambda e, m, f=fold: log_epoch(f"fold_{f}_", e, m),
         )
-        out_of_fold[val_idx] = predict(model, images[val_idx], config.batch_size)
-        fold_metrics.append(evaluate(labels[val_idx], out_of_fold[val_idx], 0.5))
+        fold_metrics.append(evaluate(labels[fold_val], predict(model, images[fold_val], config.batch_size), 0.5))
         fold_models.append(model)
         histories.append(history)
     inputs = keras.Input(shape=images.shape[1:], dtype="uint8", name="image")
     averaged = keras.layers.Average(name="malignant")([m(inputs) for m in fold_models])
-    ensemble = keras.Model(inputs, averaged, name=spec.name)
-    threshold = threshold_for_recall(labels, out_of_fold, config.target_recall)
-    return TrainedModel(
-        ensemble, _mean_history(histories), threshold, evaluate(labels, out_of_fold, threshold), fold_metrics
-    )
+    return keras.Model(inputs, averaged, name=spec.name), _mean_history(histories), fold_metrics
 
 
 def _fit(spec, config, images, labels, train_idx, val_idx, name, on_epoch) -> tuple[keras.Model, dict]:
@@ -100,7 +94,7 @@ def _fit(spec, config, images, labels, train_idx, val_idx, name, on_epoch) -> tu
 
     model = build_model(spec, config, images.shape[1], name)
     model.compile(
-        optimizer=keras.optimizers.get({"class_name": config.optimizer, "config": {"learning_rate": config.learning_rate}}),
+        optimizer=_optimizer(config, steps_per_epoch=math.ceil(len(train_idx) / config.batch_size)),
         loss="binary_crossentropy",
         metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")],
         jit_compile=False,  # XLA compiles for minutes on a CPU before the first step
@@ -124,6 +118,15 @@ def _fit(spec, config, images, labels, train_idx, val_idx, name, on_epoch) -> tu
         verbose=0,
     )
     return model, {name: [float(v) for v in values] for name, values in history.history.items()}
+
+
+def _optimizer(config: TrainingConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    import keras
+
+    learning_rate = config.learning_rate
+    if config.cosine_decay:
+        learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=config.epochs * steps_per_epoch)
+    return keras.optimizers.get({"class_name": config.optimizer, "config": {"learning_rate": learning_rate}})
 
 
 def _class_weights(labels: np.ndarray) -> dict[int, float]:

@@ -13,6 +13,9 @@ class TrainingConfig(dg.Config):
     batch_size: int = 64
     learning_rate: float = Field(default=1e-5, description="Applied to the optimizer.")
     optimizer: str = Field(default="adam", description="Any Keras optimizer name.")
+    cosine_decay: bool = Field(
+        default=False, description="Decay the learning rate to zero along a cosine over `epochs`: calmer last epochs."
+    )
     activation: str = "relu"
     kernel_initializer_glob: str = "glorot_uniform"
     kernel_initializer_norm: str = "normal"

@@ -34,32 +34,15 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from bench.arrays import images_path, split_arrays  # noqa: E402
+from resources.environment import DEFAULT_DATA  # noqa: E402
 from tests.helpers import VENV_BIN, Service, free_port, wait_for_http  # noqa: E402
 
 VARIANTS = ("project", "pickle", "raw")
-DEFAULT_DATA = REPO_ROOT.parent / "shared" / "datasets" / "skin-cancer"
-CACHE = Path(tempfile.gettempdir()) / "skin-cancer-bench" / "train_images_224.npy"
+CACHE = images_path("train")
 CREDENTIALS = {"aws_access_key_id": "bench", "aws_secret_access_key": "bench", "region_name": "us-east-1"}
 THROUGHPUT_TARGET = 0.8
 MEMORY_TARGET = 1.5
-
-
-def train_images(data: str) -> np.ndarray:
-    """The training split decoded as the pipeline does it (cached: decoding takes a while)."""
-    if CACHE.is_file():
-        return np.load(CACHE, allow_pickle=False)
-    from resources.image_source import RawImageSource
-    from skin_cancer_assets.assets.data import decode_split
-
-    source = RawImageSource(location=data)
-    entries = [{"path": path} for split, _, path in source.list_images() if split == "train"]
-    print(f"decoding {len(entries)} training images from {data} ...", flush=True)
-    images, failures = decode_split(source, entries, 224)
-    if failures:
-        raise SystemExit(f"could not decode {len(failures)} images, e.g. {failures[0]}")
-    CACHE.parent.mkdir(parents=True, exist_ok=True)
-    np.save(CACHE, images)
-    return images
 
 
 def memory(field: str) -> int:
@@ -203,7 +186,7 @@ def main() -> None:
         print(json.dumps(child(*args.child, args.endpoint, args.bucket)))
         return
 
-    array = train_images(args.data)
+    array, _ = split_arrays("train", args.data)
     digest = hashlib.sha256(memoryview(array.reshape(-1))).hexdigest()
     array_bytes = array.nbytes
     del array

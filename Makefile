@@ -16,7 +16,7 @@ run smoke dev dev-postgres: export SKIN_CANCER_STATE := $(STATE)
 run smoke dev dev-postgres: export DAGSTER_HOME := $(DAGSTER_HOME)
 
 .PHONY: install run smoke test test-fast dev serve app upload-data dev-postgres postgres-down \
-	bench bench-preprocess bench-io bench-serving bench-quality lint-docker compose-up compose-down clean
+	bench bench-preprocess bench-io bench-serving bench-quality bench-recipes lint-docker compose-up compose-down clean
 
 install: $(BIN)/dagster  ## Python environment from the lock file (uv).
 $(BIN)/dagster: pyproject.toml uv.lock
@@ -69,8 +69,10 @@ bench-io: install
 	$(BIN)/python bench/io_manager.py
 bench-serving: install
 	$(BIN)/python bench/serving.py
-bench-quality: install
+bench-quality: install  ## The default graph on the full data against the quality targets (about 20 min).
 	$(BIN)/python bench/quality.py
+bench-recipes: install  ## What each training setting of basic_cnn gains or loses (about 8 min per recipe).
+	$(BIN)/python bench/recipes.py
 
 lint-docker: install
 	$(BIN)/hadolint deploy/docker/Dockerfile.code deploy/docker/Dockerfile.dagster serving/Dockerfile streamlit_app/Dockerfile

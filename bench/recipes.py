@@ -1,0 +1,106 @@
+"""Benchmark: what each training recipe gains or loses for one model class of the zoo.
+
+    .venv/bin/python bench/recipes.py [--model basic_cnn] [--recipes zoo,no_augment,...] [--threads 2]
+
+Every recipe is the model's zoo defaults with a few settings replaced, trained on the full
+training split with `skin_cancer_assets.training.train` (the assets' own code: the same
+stratified validation split, early stopping and threshold). Recipes are chosen by their
+validation ROC-AUC; the test figures are printed for the README, not for choosing. The
+table shows each recipe's change against the first one, run in the same process.
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from bench.arrays import split_arrays  # noqa: E402
+from resources.environment import DEFAULT_DATA  # noqa: E402
+
+RECIPES = {
+    "zoo": {},
+    "seed": {  # the seed pipeline's model_params, at this model's image size
+        "epochs": 2, "batch_size": 64, "learning_rate": 1e-5, "augment": False, "class_weighting": False,
+        "cosine_decay": False, "early_stopping_patience": 0,
+    },
+    "no_augment": {"augment": False},
+    "no_cosine_decay": {"cosine_decay": False},
+    "no_class_weighting": {"class_weighting": False},
+    "early_stopping": {"early_stopping_patience": 5},  # restores the best validation epoch
+    "epochs_10": {"epochs": 10},
+    "image_size_96": {"image_size": 96},
+    "image_size_48": {"image_size": 48},
+}
+
+
+def run_recipe(spec, overrides: dict, arrays: dict) -> dict:
+    import keras
+
+    from skin_cancer_assets import training
+    from skin_cancer_assets.training_config import config_class_for
+
+    config = config_class_for(spec.name, {**spec.defaults, **overrides})()
+    keras.backend.clear_session()
+    started = time.monotonic()
+    trained = training.train(spec, config, arrays["train_images"], arrays["train_labels"], lambda *_: None)
+    seconds = time.monotonic() - started
+    probs = training.predict(trained.model, arrays["test_images"], config.batch_size)
+    test = training.evaluate(arrays["test_labels"], probs, trained.threshold)
+    return {
+        "val_roc_auc": trained.validation_metrics["roc_auc"],
+        "test": test,
+        "seconds": seconds,
+        "epochs_run": len(trained.history.get("loss", [])),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="basic_cnn")
+    parser.add_argument("--recipes", default=",".join(RECIPES), help=f"comma-separated, from: {', '.join(RECIPES)}")
+    parser.add_argument("--threads", type=int, default=2, help="TensorFlow threads (the graph gives each model 1)")
+    parser.add_argument("--epochs", type=int, help="replace every recipe's epochs (a quick check of this script)")
+    parser.add_argument("--data", default=str(DEFAULT_DATA))
+    args = parser.parse_args()
+    names = args.recipes.split(",")
+    unknown = [name for name in names if name not in RECIPES]
+    if unknown:
+        raise SystemExit(f"unknown recipes {unknown}; choose from {list(RECIPES)}")
+
+    from skin_cancer_assets import training
+    from skin_cancer_assets.model_zoo import ZOO
+
+    specs = {spec.name: spec for spec in ZOO}
+    if args.model not in specs:
+        raise SystemExit(f"unknown model {args.model!r}; the zoo has {list(specs)}")
+    training.limit_threads(args.threads)
+    arrays = {}
+    for split in ("train", "test"):
+        arrays[f"{split}_images"], arrays[f"{split}_labels"] = split_arrays(split, args.data)
+
+    results = {}
+    for name in names:
+        print(f"{args.model} / {name}: {RECIPES[name] or 'the zoo defaults'} ...", flush=True)
+        overrides = {**RECIPES[name], **({"epochs": args.epochs} if args.epochs else {})}
+        results[name] = run_recipe(specs[args.model], overrides, arrays)
+        r = results[name]
+        print(f"  val ROC-AUC {r['val_roc_auc']:.3f}, test ROC-AUC {r['test']['roc_auc']:.3f}, {r['seconds']:.0f} s", flush=True)
+
+    base = results[names[0]]
+    print(f"\n{args.model}, {args.threads} thread(s); changes are against `{names[0]}`")
+    print("| recipe | val ROC-AUC | change | test ROC-AUC | test accuracy | recall | specificity | epochs | time | x time |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name, r in results.items():
+        t = r["test"]
+        print(
+            f"| {name} | {r['val_roc_auc']:.3f} | {r['val_roc_auc'] - base['val_roc_auc']:+.3f} | {t['roc_auc']:.3f} | "
+            f"{t['accuracy']:.3f} | {t['recall_malignant']:.3f} | {t['specificity']:.3f} | {r['epochs_run']} | "
+            f"{r['seconds'] / 60:.1f} min | {r['seconds'] / base['seconds']:.2f}x |"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,4 +1,4 @@
-"""The real data set decoded exactly as the pipeline decodes it, cached for the benchmarks.
+"""The real data set decoded and ordered exactly as `preprocessed_arrays` does it, cached for the benchmarks.
 
 Decoding 3,297 JPEGs takes a minute or more on two cores, so each split is decoded once
 and kept as .npy under the temp folder; delete `CACHE_DIR` to decode again.
@@ -11,7 +11,7 @@ import numpy as np
 
 from resources.environment import DEFAULT_DATA
 from resources.image_source import RawImageSource
-from skin_cancer_assets.assets.data import LABELS, decode_split
+from skin_cancer_assets.assets.data import LABELS, PreprocessingConfig, decode_split, shuffled_splits
 
 CACHE_DIR = Path(tempfile.gettempdir()) / "skin-cancer-bench"
 
@@ -26,12 +26,13 @@ def split_arrays(split: str, data: str = str(DEFAULT_DATA), size: int = 224) -> 
     if images_file.is_file() and labels_file.is_file():
         return np.load(images_file, allow_pickle=False), np.load(labels_file, allow_pickle=False)
     source = RawImageSource(location=data)
-    listed = [(label, path) for found_split, label, path in source.list_images() if found_split == split]
-    print(f"decoding {len(listed)} {split} images from {data} ...", flush=True)
-    images, failures = decode_split(source, [{"path": path} for _, path in listed], size)
+    manifest = [{"split": s, "label": label, "path": path} for s, label, path in source.list_images()]
+    entries = shuffled_splits(manifest, PreprocessingConfig().shuffle_seed)[split]
+    print(f"decoding {len(entries)} {split} images from {data} ...", flush=True)
+    images, failures = decode_split(source, entries, size)
     if failures:
         raise SystemExit(f"could not decode {len(failures)} images, e.g. {failures[0]}")
-    labels = np.array([LABELS[label] for label, _ in listed], dtype=np.int64)
+    labels = np.array([LABELS[e["label"]] for e in entries], dtype=np.int64)
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     np.save(images_file, images)
     np.save(labels_file, labels)

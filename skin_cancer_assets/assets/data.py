@@ -92,6 +92,16 @@ class PreprocessingConfig(dg.Config):
     shuffle_seed: int = 42
 
 
+def shuffled_splits(entries: list[dict], seed: int) -> dict[str, list[dict]]:
+    """Each split's manifest entries in the seeded order of its arrays (one generator, train first)."""
+    rng = np.random.default_rng(seed)
+    ordered = {}
+    for split in ("train", "test"):
+        in_split = [e for e in entries if e["split"] == split]
+        ordered[split] = [in_split[i] for i in rng.permutation(len(in_split))]
+    return ordered
+
+
 def decode_split(source: RawImageSource, entries: list[dict], size: int) -> tuple[np.ndarray, list[dict]]:
     """Decode `entries` into one preallocated uint8 array with both cores; returns it and the failures."""
     images = np.empty((len(entries), size, size, 3), dtype=np.uint8)
@@ -131,14 +141,11 @@ def preprocessed_arrays(context: dg.AssetExecutionContext, config: Preprocessing
     """
     size = active_profile().image_size
     source = context.resources.image_source
-    rng = np.random.default_rng(config.shuffle_seed)
     context.resources.mlflow.log_params(
         {"data_digest": raw_images["digest"], "data_location": raw_images["location"], "image_size": size}
     )
     labels_by_split = {}
-    for split in ("train", "test"):
-        entries = [e for e in raw_images["images"] if e["split"] == split]
-        entries = [entries[i] for i in rng.permutation(len(entries))]
+    for split, entries in shuffled_splits(raw_images["images"], config.shuffle_seed).items():
         images, failures = decode_split(source, entries, size)
         for failure in failures:
             context.log.warning(f"could not decode {source.describe(failure['path'])}: {failure['reason']}")

@@ -26,7 +26,7 @@ RECIPES = {
         "epochs": 2, "batch_size": 64, "learning_rate": 1e-5, "augment": False, "class_weighting": False,
         "cosine_decay": False, "early_stopping_patience": 0,
     },
-    "no_augment": {"augment": False},
+    "augment": {"augment": True},  # random flips, rotations, zoom, contrast and brightness
     "no_cosine_decay": {"cosine_decay": False},
     "no_class_weighting": {"class_weighting": False},
     "early_stopping": {"early_stopping_patience": 5},  # restores the best validation epoch

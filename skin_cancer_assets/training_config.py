@@ -20,7 +20,9 @@ class TrainingConfig(dg.Config):
     kernel_initializer_glob: str = "glorot_uniform"
     kernel_initializer_norm: str = "normal"
     validation_split: float = Field(
-        default=0.2, description="Stratified share of `train` held out for early stopping and the threshold."
+        default=0.2,
+        description="Stratified, seeded share of `train` held out (the same for every model class): "
+        "early stopping and the decision threshold.",
     )
     pooling: str = Field(default="avg", description="Global pooling of the ResNet50 backbone.")
     image_size: int = Field(

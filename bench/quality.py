@@ -101,25 +101,20 @@ def asset_figures(home: Path) -> dict:
     """Test metrics, threshold and training time of each model, from the latest materializations."""
     import dagster as dg
 
+    from skin_cancer_assets.cli import latest_metadata
     from skin_cancer_assets.model_zoo import ZOO
 
-    os.environ["DAGSTER_HOME"] = str(home)
-    with dg.DagsterInstance.get() as instance:
-
-        def metadata(asset: str) -> dict:
-            event = instance.get_latest_materialization_event(dg.AssetKey(asset))
-            return {key: value.value for key, value in event.asset_materialization.metadata.items()}
-
+    with dg.DagsterInstance.from_config(str(home)) as instance:
         models = {}
         for spec in ZOO:
-            found = metadata(spec.name)
+            found = latest_metadata(instance, spec.name)
             models[spec.name] = {
                 **{name: found[f"test_{name}"] for name in METRICS},
                 "threshold": found["threshold"],
                 "training_seconds": found["training_seconds"],
                 "epochs_run": found["epochs_run"],
             }
-        champion_class = metadata("champion_model")["champion_class"]
+        champion_class = latest_metadata(instance, "champion_model")["champion_class"]
     return {"models": models, "champion_class": champion_class, "champion": models[champion_class]}
 
 

@@ -17,10 +17,15 @@ def train_and_elect_job():
     return defs.resolve_job_def("train_and_elect")
 
 
+def latest_metadata(instance: dg.DagsterInstance, asset: str) -> dict:
+    """The metadata values of `asset`'s latest materialization, as the Dagster UI shows them."""
+    event = instance.get_latest_materialization_event(dg.AssetKey(asset))
+    return {key: value.value for key, value in event.asset_materialization.metadata.items()}
+
+
 def print_champion(instance: dg.DagsterInstance) -> None:
     """The champion as the latest `champion_model` materialization recorded it."""
-    event = instance.get_latest_materialization_event(dg.AssetKey("champion_model"))
-    metadata = {key: value.value for key, value in event.asset_materialization.metadata.items()}
+    metadata = latest_metadata(instance, "champion_model")
     metrics = ", ".join(f"{key.removeprefix('test_')} {value:.3f}" for key, value in metadata.items() if key.startswith("test_"))
     print(
         f"champion: skin-cancer-classifier version {metadata['champion_version']} "

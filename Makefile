@@ -51,7 +51,7 @@ app: install  ## The Streamlit app alone (SERVING_URL).
 	$(BIN)/streamlit run streamlit_app/app.py --server.address 127.0.0.1 --server.port $(APP_PORT) --server.headless true
 
 upload-data: install  ## Copy the local data set to s3://$$AWS_BUCKET/data (seed layout).
-	$(BIN)/python -m resources.upload_data s3://$(AWS_BUCKET)/data
+	$(BIN)/python -m skin_cancer_assets.upload_data s3://$(AWS_BUCKET)/data
 
 PG_STATE ?= /tmp/skin-cancer-pg
 PG_PORT ?= 55432

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
-from resources.environment import DEFAULT_DATA
 from resources.image_source import RawImageSource
-from skin_cancer_assets.assets.data import LABELS, PreprocessingConfig, decode_split, shuffled_splits
+from skin_cancer_assets.assets.data import PreprocessingConfig
+from skin_cancer_assets.environment import default_data_folder
+from skin_cancer_assets.preprocessing import decode_split, shuffled_splits
+from skin_cancer_contract.data import LABELS
 
 CACHE_DIR = Path(tempfile.gettempdir()) / "skin-cancer-bench"
 
@@ -20,11 +22,12 @@ def images_path(split: str, size: int = 224) -> Path:
     return CACHE_DIR / f"{split}_images_{size}.npy"
 
 
-def split_arrays(split: str, data: str = str(DEFAULT_DATA), size: int = 224) -> tuple[np.ndarray, np.ndarray]:
+def split_arrays(split: str, data: str | None = None, size: int = 224) -> tuple[np.ndarray, np.ndarray]:
     """uint8 images and int64 labels (0 benign, 1 malignant) of one split."""
     images_file, labels_file = images_path(split, size), CACHE_DIR / f"{split}_labels.npy"
     if images_file.is_file() and labels_file.is_file():
         return np.load(images_file, allow_pickle=False), np.load(labels_file, allow_pickle=False)
+    data = data or str(default_data_folder())
     source = RawImageSource(location=data)
     manifest = [{"split": s, "label": label, "path": path} for s, label, path in source.list_images()]
     entries = shuffled_splits(manifest, PreprocessingConfig().shuffle_seed)[split]

@@ -35,7 +35,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from bench.arrays import images_path, split_arrays  # noqa: E402
-from resources.environment import DEFAULT_DATA  # noqa: E402
+from skin_cancer_assets.environment import default_data_folder  # noqa: E402
 from tests.helpers import VENV_BIN, Service, free_port, wait_for_http  # noqa: E402
 
 VARIANTS = ("project", "pickle", "raw")
@@ -179,7 +179,7 @@ def main() -> None:
     parser.add_argument("--endpoint", help="an S3-compatible server; default: a throwaway moto_server")
     parser.add_argument("--bucket", default="io-bench")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--data", default=os.environ.get("SKIN_CANCER_DATA", str(DEFAULT_DATA)))
+    parser.add_argument("--data", default=os.environ.get("SKIN_CANCER_DATA", str(default_data_folder())))
     parser.add_argument("--child", nargs=2, metavar=("VARIANT", "PHASE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:

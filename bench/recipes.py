@@ -18,7 +18,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from bench.arrays import split_arrays  # noqa: E402
-from resources.environment import DEFAULT_DATA  # noqa: E402
+from skin_cancer_assets.environment import default_data_folder  # noqa: E402
+from skin_cancer_contract.evaluation import evaluate  # noqa: E402
 
 RECIPES = {
     "zoo": {},
@@ -48,7 +49,7 @@ def run_recipe(spec, overrides: dict, arrays: dict) -> dict:
     trained = training.train(spec, config, arrays["train_images"], arrays["train_labels"], lambda *_: None)
     seconds = time.monotonic() - started
     probs = training.predict(trained.model, arrays["test_images"], config.batch_size)
-    test = training.evaluate(arrays["test_labels"], probs, trained.threshold)
+    test = evaluate(arrays["test_labels"], probs, trained.threshold)
     return {
         "val_roc_auc": trained.validation_metrics["roc_auc"],
         "test": test,
@@ -63,7 +64,7 @@ def main() -> None:
     parser.add_argument("--recipes", default=",".join(RECIPES), help=f"comma-separated, from: {', '.join(RECIPES)}")
     parser.add_argument("--threads", type=int, default=2, help="TensorFlow threads (the graph gives each model 1)")
     parser.add_argument("--epochs", type=int, help="replace every recipe's epochs (a quick check of this script)")
-    parser.add_argument("--data", default=str(DEFAULT_DATA))
+    parser.add_argument("--data", default=str(default_data_folder()))
     args = parser.parse_args()
     names = args.recipes.split(",")
     unknown = [name for name in names if name not in RECIPES]

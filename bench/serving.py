@@ -34,10 +34,10 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from tests.helpers import VENV_BIN, Service, free_port, wait_for_http  # noqa: E402
 
-from skin_cancer_assets.imaging import decode_image  # noqa: E402
+from skin_cancer_contract.imaging import decode_image  # noqa: E402
+from skin_cancer_contract.registry import CHAMPION_ALIAS, CHAMPION_URI, REGISTERED_MODEL_NAME  # noqa: E402
 
 IMAGE = Path(os.environ.get("SKIN_CANCER_DATA", REPO_ROOT.parent / "shared" / "datasets" / "skin-cancer")) / "test" / "benign" / "1.jpg"
-MODEL_NAME = "skin-cancer-classifier"
 ADMIN_TOKEN = "bench-token"
 CONCURRENCY = (1, 8, 32)
 
@@ -201,15 +201,15 @@ def throwaway_model(work: Path) -> tuple[Service, str, str]:
             network,
             name="model",
             signature=infer_signature(example, network.predict_on_batch(example)),
-            registered_model_name=MODEL_NAME,
+            registered_model_name=REGISTERED_MODEL_NAME,
             pip_requirements=[f"keras=={keras.__version__}"],
         )
     client = mlflow.MlflowClient()
     version = str(info.registered_model_version)
     for key, value in {"model_class": "basic_cnn", "threshold": "0.5", "image_size": "224"}.items():
-        client.set_model_version_tag(MODEL_NAME, version, key, value)
-    client.set_registered_model_alias(MODEL_NAME, "champion", version)
-    return server, tracking_uri, f"models:/{MODEL_NAME}@champion"
+        client.set_model_version_tag(REGISTERED_MODEL_NAME, version, key, value)
+    client.set_registered_model_alias(REGISTERED_MODEL_NAME, CHAMPION_ALIAS, version)
+    return server, tracking_uri, CHAMPION_URI
 
 
 def reload_latency(url: str, tracking_uri: str, model_uri: str, jpeg: bytes) -> tuple[float, str, str]:
@@ -261,7 +261,7 @@ def print_table(rows: list[Result], in_process: list[Result], mlflow_serve: list
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI"))
-    parser.add_argument("--model-uri", default=os.environ.get("MODEL_URI", f"models:/{MODEL_NAME}@champion"))
+    parser.add_argument("--model-uri", default=os.environ.get("MODEL_URI", CHAMPION_URI))
     parser.add_argument("--seconds", type=float, default=8.0, help="time budget per target and client count")
     parser.add_argument("--requests", type=int, default=200, help="request budget per target and client count")
     parser.add_argument("--image", type=Path, default=IMAGE)

@@ -11,13 +11,15 @@ from abc import ABC, abstractmethod
 import dagster as dg
 import httpx
 
+from skin_cancer_contract.api import DEFAULT_SERVING_URL
+
 
 class DeployError(RuntimeError):
     """Serving did not take the new version; the message says where and why."""
 
 
 class ServingTarget(dg.ConfigurableResource, ABC):
-    serving_url: str = "http://127.0.0.1:8000"
+    serving_url: str = DEFAULT_SERVING_URL
     timeout_seconds: float = 180.0
 
     @property

@@ -6,9 +6,7 @@ import dagster as dg
 from dagster_aws.s3 import S3Resource
 
 from resources.storage import S3_ERRORS, s3_client
-
-SPLITS = ("train", "test")
-CLASSES = ("benign", "malignant")
+from skin_cancer_contract.data import layout, parse_s3_uri
 
 
 class ImageSourceError(RuntimeError):
@@ -28,21 +26,20 @@ class RawImageSource(dg.ConfigurableResource):
     def list_images(self) -> list[tuple[str, str, str]]:
         """(split, class, relative path) for every file, sorted; fails on a missing split or class."""
         found = []
-        for split in SPLITS:
-            for label in CLASSES:
-                names = self._list_folder(f"{split}/{label}")
-                if not names:
-                    raise ImageSourceError(
-                        f"no images in {self.describe(f'{split}/{label}')} "
-                        f"(SKIN_CANCER_DATA={self.location}); expected {{train,test}}/{{benign,malignant}}/*.jpg"
-                    )
-                found += [(split, label, f"{split}/{label}/{name}") for name in names]
+        for split, label, folder in layout():
+            names = self._list_folder(folder)
+            if not names:
+                raise ImageSourceError(
+                    f"no images in {self.describe(folder)} "
+                    f"(SKIN_CANCER_DATA={self.location}); expected {{train,test}}/{{benign,malignant}}/*.jpg"
+                )
+            found += [(split, label, f"{folder}/{name}") for name in names]
         return sorted(found, key=lambda item: item[2])
 
     def read(self, relative_path: str) -> bytes:
         if not self.is_s3:
             return (Path(self.location) / relative_path).read_bytes()
-        bucket, prefix = self._bucket_prefix()
+        bucket, prefix = parse_s3_uri(self.location)
         try:
             return self._client().get_object(Bucket=bucket, Key=prefix + relative_path)["Body"].read()
         except S3_ERRORS as error:
@@ -60,7 +57,7 @@ class RawImageSource(dg.ConfigurableResource):
             if not path.is_dir():
                 return []
             return sorted(p.name for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
-        bucket, prefix = self._bucket_prefix()
+        bucket, prefix = parse_s3_uri(self.location)
         try:  # the delimiter keeps to the folder's own objects, as iterdir() does
             paginator = self._client().get_paginator("list_objects_v2")
             pages = paginator.paginate(Bucket=bucket, Prefix=f"{prefix}{folder}/", Delimiter="/")
@@ -68,10 +65,6 @@ class RawImageSource(dg.ConfigurableResource):
         except S3_ERRORS as error:
             raise ImageSourceError(f"cannot list {self.describe(folder)}: {error}") from error
         return sorted(name for name in names if name and not name.startswith("."))
-
-    def _bucket_prefix(self) -> tuple[str, str]:
-        bucket, _, prefix = self.location[len("s3://") :].partition("/")
-        return bucket, (prefix.strip("/") + "/") if prefix.strip("/") else ""
 
     def _client(self):
         if self.s3 is None:

@@ -2,12 +2,13 @@
 
 dagster-mlflow opens one MLflow run per Dagster run (found again by its `dagster_run_id`
 tag in every step process); model assets log into nested runs of their own. Before handing
-over, this resource fails fast with the URL when a tracking server is unreachable, and
-gives a local store's experiment an artifact folder beside its database.
+over, this resource fails fast with the URL when a tracking server is unreachable, gives a
+local store's experiment an artifact folder beside its database, and tells the assets
+where a person opens the runs (`ui_url`), for links in the Dagster UI.
 """
 
-import os
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import httpx
@@ -16,19 +17,9 @@ from dagster import Field, Noneable, StringSource
 from dagster_mlflow import mlflow_tracking
 from dagster_mlflow.resources import CONFIG_SCHEMA
 
-REGISTERED_MODEL_NAME = "skin-cancer-classifier"
-CHAMPION_ALIAS = "champion"
-CHAMPION_URI = f"models:/{REGISTERED_MODEL_NAME}@{CHAMPION_ALIAS}"
-DEFAULT_EXPERIMENT = "cnn_skin_cancer"
-
-
-def state_dir() -> Path:
-    """Local state (storage, MLflow store, Dagster home) of the embedded defaults."""
-    return Path(os.environ.get("SKIN_CANCER_STATE", Path(__file__).resolve().parents[1] / "state"))
-
-
-def local_tracking_uri() -> str:
-    return f"sqlite:///{state_dir() / 'mlflow' / 'mlflow.db'}"
+MlflowTracking = dg.ResourceParam[Any]
+"""The type of an asset's `mlflow` parameter: dagster-mlflow's MlFlow object (the mlflow module's
+functions, bound to the Dagster run's MLflow run), with `ui_url` added."""
 
 
 def check_tracking_server(tracking_uri: str) -> None:
@@ -55,32 +46,33 @@ def ensure_local_experiment(tracking_uri: str, experiment_name: str) -> None:
 
 
 @dg.resource(
-    config_schema={**CONFIG_SCHEMA, "mlflow_tracking_uri": Field(Noneable(StringSource), default_value=None)},
+    config_schema={
+        **CONFIG_SCHEMA,
+        "mlflow_tracking_uri": Field(StringSource, description="Tracking server URL or local store URI."),
+        "mlflow_ui_url": Field(
+            Noneable(StringSource), default_value=None,
+            description="Where a browser opens the MLflow UI; the tracking server itself when unset.",
+        ),
+    },
     description="dagster-mlflow tracking, with a reachability check and a local default store.",
 )
 def mlflow_resource(context):
-    tracking_uri = context.resource_config.get("mlflow_tracking_uri") or local_tracking_uri()
+    tracking_uri = context.resource_config["mlflow_tracking_uri"]
     check_tracking_server(tracking_uri)
     ensure_local_experiment(tracking_uri, context.resource_config["experiment_name"])
     mlflow.set_tracking_uri(tracking_uri)
     while mlflow.active_run():  # a run left active by an earlier in-process run must not be reused
         mlflow.end_run()
-    yield from mlflow_tracking.resource_fn(context)
+    ui_url = (context.resource_config.get("mlflow_ui_url") or tracking_uri).rstrip("/")
+    for tracking in mlflow_tracking.resource_fn(context):
+        tracking.ui_url = ui_url
+        yield tracking
 
 
-def mlflow_resource_from_env() -> dg.ResourceDefinition:
-    """Tracking URI and experiment from MLFLOW_TRACKING_URI / MLFLOW_EXPERIMENT_NAME, read at run time."""
-    config = {
-        "experiment_name": {"env": "MLFLOW_EXPERIMENT_NAME"}
-        if os.environ.get("MLFLOW_EXPERIMENT_NAME")
-        else DEFAULT_EXPERIMENT,
-        "mlflow_tracking_uri": {"env": "MLFLOW_TRACKING_URI"} if os.environ.get("MLFLOW_TRACKING_URI") else None,
-    }
-    return mlflow_resource.configured(config)
+def run_url(ui_url: str, experiment_id: str, run_id: str) -> str:
+    return f"{ui_url}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
-def tracking_ui_url(tracking_uri: str) -> str:
-    """Where a person opens the runs: the server itself, or `make dev`'s MLflow UI for a local store."""
-    if tracking_uri.startswith(("http://", "https://")):
-        return tracking_uri.rstrip("/")
-    return os.environ.get("MLFLOW_UI_URL", "http://127.0.0.1:5000")
+def artifact_url(ui_url: str, run_id: str, path: str) -> str:
+    """The raw file of a run's artifact, served by the tracking server (or `make dev`'s MLflow UI)."""
+    return f"{ui_url}/get-artifact?path={path}&run_uuid={run_id}"

@@ -42,6 +42,14 @@ BROKEN_STREAM = (ResponseStreamingError, ReadTimeoutError, ConnectionClosedError
 AUTH_ERRORS = ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken")
 
 
+NOT_FOUND = ("404", "NoSuchKey", "NoSuchBucket", "NotFound")
+
+
+def is_not_found(error: Exception) -> bool:
+    """Whether an S3 error means the object or bucket does not exist (not a failure to reach it)."""
+    return getattr(error, "response", {}).get("Error", {}).get("Code") in NOT_FOUND
+
+
 class StorageError(RuntimeError):
     """A read or write failed; the message names the object and the backend."""
 
@@ -128,7 +136,7 @@ class S3ArtifactStore(ArtifactStore):
         try:
             return s3_client(self.s3).head_object(Bucket=self.bucket, Key=self._key(key))["ContentLength"]
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            if is_not_found(error):
                 return None
             raise self._fail("lookup", key, error) from error
         except BotoCoreError as error:

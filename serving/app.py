@@ -18,7 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from serving import metrics
 from serving.batcher import MicroBatcher
 from serving.holder import ModelHolder
-from serving.model import REGISTERED_MODEL_NAME, LoadedModel, load_model
+from serving.model import LoadedModel, load_model
 from serving.schemas import (
     Error,
     Health,
@@ -34,6 +34,8 @@ from serving.schemas import (
 )
 from serving.settings import Settings
 from serving.uploads import FIELD, MAX_FILES, UploadError, decode_uploads, read_uploads
+from skin_cancer_contract.data import label_name
+from skin_cancer_contract.registry import REGISTERED_MODEL_NAME
 
 
 def _log_to_stderr() -> None:
@@ -151,19 +153,7 @@ async def model_details(holder: ModelHolder = Depends(_holder)):
     if model is None:
         detail = f"no model loaded: {holder.not_ready_reason()}"
         return JSONResponse({"detail": detail, "reload": reload.model_dump(mode="json")}, status_code=503)
-    return {
-        "name": model.name,
-        "version": model.version,
-        "model_class": model.model_class,
-        "run_id": model.run_id,
-        "metrics": model.metrics,
-        "threshold": model.threshold,
-        "image_size": model.image_size,
-        "model_uri": model.model_uri,
-        "source_uri": model.source_uri,
-        "loaded_at": model.loaded_at,
-        "reload": reload,
-    }
+    return ModelDetails(**model.model_dump(), reload=reload)
 
 
 @app.post(
@@ -185,7 +175,7 @@ async def predict(request: Request, model: LoadedModel = Depends(_served_model))
         predictions=[
             Prediction(
                 filename=name,
-                label="malignant" if probability >= model.threshold else "benign",
+                label=label_name(probability, model.threshold),
                 probability_malignant=float(probability),
                 threshold=model.threshold,
                 model_version=model.version,

@@ -6,14 +6,16 @@ and the reported version cannot disagree when the alias moves during a load.
 
 import logging
 import re
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import ConfigDict, Field
 
-REGISTERED_MODEL_NAME = "skin-cancer-classifier"
+from serving.schemas import ModelCard
+from skin_cancer_contract.registry import REGISTERED_MODEL_NAME
+
 DEFAULT_THRESHOLD = 0.5
 _REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))$")
 
@@ -24,21 +26,11 @@ class ModelContractError(ValueError):
     """The loaded model does not take (N, S, S, 3) images or does not return (N, 1) probabilities."""
 
 
-@dataclass(frozen=True)
-class LoadedModel:
-    network: Any = field(repr=False)
-    name: str
-    version: str
-    model_class: str | None
-    run_id: str | None
-    metrics: dict[str, float]
-    threshold: float
-    image_size: int
-    model_uri: str
-    """The URI serving was asked to load (may name an alias)."""
-    source_uri: str
-    """The URI of the exact version that was loaded."""
-    loaded_at: datetime
+class LoadedModel(ModelCard):
+    """A model card with the network that answers; `model_dump()` leaves the network out."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True, protected_namespaces=())
+    network: Any = Field(exclude=True, repr=False)
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """Probability of malignant for each uint8 image of a (N, S, S, 3) batch; blocking."""

@@ -37,17 +37,25 @@ class ReloadStatus(_Schema):
     requested_at: datetime | None
 
 
-class ModelDetails(_Schema):
+class ModelCard(_Schema):
+    """What serving reports about a loaded model version."""
+
     name: str
     version: str
     model_class: str | None
     run_id: str | None
     metrics: dict[str, float]
+    """The run's test_* metrics."""
     threshold: float
     image_size: int
     model_uri: str
+    """The URI serving was asked to load (may name an alias)."""
     source_uri: str
+    """The URI of the exact version that was loaded."""
     loaded_at: datetime
+
+
+class ModelDetails(ModelCard):
     reload: ReloadStatus
 
 

@@ -3,7 +3,7 @@
 import os
 from dataclasses import dataclass
 
-DEFAULT_MODEL_URI = "models:/skin-cancer-classifier@champion"
+from skin_cancer_contract.registry import CHAMPION_URI
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,7 @@ class Settings:
     @classmethod
     def from_env(cls) -> "Settings":
         return cls(
-            model_uri=os.environ.get("MODEL_URI") or DEFAULT_MODEL_URI,
+            model_uri=os.environ.get("MODEL_URI") or CHAMPION_URI,
             admin_token=os.environ.get("SERVING_ADMIN_TOKEN") or None,
             max_upload_bytes=int(_number("MAX_UPLOAD_MB", 10) * 1024 * 1024),
             max_batch=int(_number("SERVING_MAX_BATCH", 32)),

@@ -8,9 +8,9 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
-from skin_cancer_assets.imaging import ImageDecodeError, decode_image
+from skin_cancer_contract.api import UPLOAD_FIELD as FIELD
+from skin_cancer_contract.imaging import ImageDecodeError, decode_image
 
-FIELD = "file"
 MAX_FILES = 64
 ACCEPTED_PART_TYPES = ("image/", "application/octet-stream")
 _FILENAME = re.compile(rb'filename="([^"]*)"')

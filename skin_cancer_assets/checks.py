@@ -7,7 +7,7 @@ costs no extra process and no reload of the arrays; blocking checks stop downstr
 import dagster as dg
 import numpy as np
 
-from skin_cancer_assets.profiles import active_profile
+from skin_cancer_contract.data import LABELS, SPLITS
 
 NO_TRAIN_TEST_LEAK = dg.AssetCheckSpec(
     "no_train_test_leak", asset="raw_images", blocking=True, description="No image (by sha256) is in both train and test."
@@ -17,7 +17,7 @@ ARRAY_SHAPES = [
         "arrays_shape", asset=f"{split}_images", blocking=True,
         description="uint8 NHWC images at the profile's size, one 0/1 label each.",
     )
-    for split in ("train", "test")
+    for split in SPLITS
 ]
 CLASS_COUNTS = dg.AssetCheckSpec(
     "class_counts", asset="train_labels", blocking=True,
@@ -42,8 +42,7 @@ def no_train_test_leak(manifest: dict) -> dg.AssetCheckResult:
     )
 
 
-def arrays_shape(split: str, images: np.ndarray, labels: np.ndarray) -> dg.AssetCheckResult:
-    size = active_profile().image_size
+def arrays_shape(split: str, images: np.ndarray, labels: np.ndarray, size: int) -> dg.AssetCheckResult:
     problems = []
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (size, size, 3):
         problems.append(f"images are {images.dtype} {images.shape}, expected uint8 (N, {size}, {size}, 3)")
@@ -62,7 +61,7 @@ def arrays_shape(split: str, images: np.ndarray, labels: np.ndarray) -> dg.Asset
 def class_counts(manifest: dict, labels_by_split: dict[str, np.ndarray]) -> dg.AssetCheckResult:
     counts, problems = {}, []
     for split, labels in labels_by_split.items():
-        for index, name in enumerate(("benign", "malignant")):
+        for name, index in LABELS.items():
             expected = sum(e["split"] == split and e["label"] == name for e in manifest["images"])
             actual = int(np.sum(labels == index))
             counts[f"{split}/{name}"] = actual
@@ -78,8 +77,7 @@ def class_counts(manifest: dict, labels_by_split: dict[str, np.ndarray]) -> dg.A
     )
 
 
-def champion_quality(champion: dict) -> dg.AssetCheckResult:
-    bar = active_profile().min_champion_roc_auc
+def champion_quality(champion: dict, bar: float) -> dg.AssetCheckResult:
     roc_auc = champion["metrics"]["roc_auc"] or 0.0
     return dg.AssetCheckResult(
         asset_key="champion_model",

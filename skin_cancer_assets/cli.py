@@ -8,7 +8,8 @@ import sys
 
 import dagster as dg
 
-from skin_cancer_assets.profiles import active_profile
+from skin_cancer_assets.environment import profile_from_env
+from skin_cancer_contract.registry import REGISTERED_MODEL_NAME
 
 
 def train_and_elect_job():
@@ -28,7 +29,7 @@ def print_champion(instance: dg.DagsterInstance) -> None:
     metadata = latest_metadata(instance, "champion_model")
     metrics = ", ".join(f"{key.removeprefix('test_')} {value:.3f}" for key, value in metadata.items() if key.startswith("test_"))
     print(
-        f"champion: skin-cancer-classifier version {metadata['champion_version']} "
+        f"champion: {REGISTERED_MODEL_NAME} version {metadata['champion_version']} "
         f"({metadata['champion_class']}), {metadata['decision']}"
     )
     print(f"  test metrics: {metrics}")
@@ -36,7 +37,7 @@ def print_champion(instance: dg.DagsterInstance) -> None:
 
 
 def main() -> int:
-    profile = active_profile()
+    profile = profile_from_env()
     print(f"profile {profile.name}: materializing the whole graph (data, models, champion)", flush=True)
     with dg.DagsterInstance.get() as instance:
         with dg.execute_job(dg.reconstructable(train_and_elect_job), instance=instance) as result:

@@ -1,30 +1,31 @@
 """Run profiles: the full real data set by default, a small real subset for smoke runs.
 
-The profile is chosen once per process with SKIN_CANCER_PROFILE, so the Dagster UI, the
-command line and the tests all see the same defaults without code changes.
+A profile is chosen once, where the code location is built (`build_defs(profile)`), and
+passed down: the assets receive it as the `profile` resource, the model assets' launchpad
+defaults are made from it. Nothing below the definitions reads the environment for it.
 """
 
-import os
-from dataclasses import dataclass, field
+from typing import Any
 
-PROFILE_ENV = "SKIN_CANCER_PROFILE"
+import dagster as dg
 
 
-@dataclass(frozen=True)
-class Profile:
+class Profile(dg.ConfigurableResource):
+    """What differs between a full run and a smoke run."""
+
     name: str
     image_size: int
     """Side of the preprocessed uint8 arrays (and of the models' input)."""
-    max_images_per_class: int | None
+    max_images_per_class: int | None = None
     """Cap per split and class, taken in sorted-path order; None keeps every image."""
-    training_overrides: dict = field(default_factory=dict)
+    training_overrides: dict[str, Any] = {}
     """Training settings that replace every model's defaults in this profile."""
     min_champion_roc_auc: float = 0.80
     """Quality bar of the champion's asset check."""
 
 
 PROFILES = {
-    "default": Profile(name="default", image_size=224, max_images_per_class=None),
+    "default": Profile(name="default", image_size=224),
     "smoke": Profile(
         name="smoke",
         image_size=64,
@@ -42,8 +43,7 @@ PROFILES = {
 }
 
 
-def active_profile() -> Profile:
-    name = os.environ.get(PROFILE_ENV, "default")
+def profile_named(name: str) -> Profile:
     if name not in PROFILES:
-        raise ValueError(f"{PROFILE_ENV}={name!r} is not a profile; choose one of {sorted(PROFILES)}")
+        raise ValueError(f"SKIN_CANCER_PROFILE={name!r} is not a profile; choose one of {sorted(PROFILES)}")
     return PROFILES[name]

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
 if TYPE_CHECKING:
@@ -17,6 +16,7 @@ if TYPE_CHECKING:
 
 from skin_cancer_assets.model_zoo import ModelSpec, build_model
 from skin_cancer_assets.training_config import TrainingConfig
+from skin_cancer_contract.evaluation import evaluate, threshold_for_recall
 
 EpochLogger = Callable[[str, int, dict[str, float]], None]
 """Called as (run label, epoch, metrics) after every epoch."""
@@ -142,32 +142,3 @@ def _mean_history(histories: list[dict]) -> dict[str, list[float]]:
 def predict(model: keras.Model, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
     """Probability of malignant for each image, as float32."""
     return model.predict(images, batch_size=batch_size, verbose=0).reshape(-1).astype(np.float32)
-
-
-def threshold_for_recall(labels: np.ndarray, probs: np.ndarray, target_recall: float) -> float:
-    """The highest threshold whose malignant recall on (labels, probs) reaches `target_recall`."""
-    positives = np.sort(probs[labels == 1])[::-1]
-    if len(positives) == 0:
-        return 0.5
-    needed = min(len(positives), max(1, math.ceil(target_recall * len(positives))))
-    return float(positives[needed - 1])
-
-
-def evaluate(labels: np.ndarray, probs: np.ndarray, threshold: float) -> dict[str, float]:
-    """Accuracy, ROC-AUC, malignant recall, specificity, precision and the confusion counts."""
-    predicted = probs >= threshold
-    actual = labels == 1
-    tp, fn = int(np.sum(predicted & actual)), int(np.sum(~predicted & actual))
-    tn, fp = int(np.sum(~predicted & ~actual)), int(np.sum(predicted & ~actual))
-    both_classes = 0 < actual.sum() < len(actual)
-    return {
-        "accuracy": (tp + tn) / max(1, len(labels)),
-        "roc_auc": float(roc_auc_score(actual, probs)) if both_classes else float("nan"),
-        "recall_malignant": tp / max(1, tp + fn),
-        "specificity": tn / max(1, tn + fp),
-        "precision": tp / max(1, tp + fp),
-        "true_negatives": tn,
-        "false_positives": fp,
-        "false_negatives": fn,
-        "true_positives": tp,
-    }

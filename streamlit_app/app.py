@@ -7,7 +7,10 @@ import os
 
 import streamlit as st
 
-from streamlit_app.client import DEFAULT_SERVING_URL, FileRejected, ServingClient, ServingError
+from skin_cancer_contract.data import CLASSES, MALIGNANT
+from skin_cancer_contract.evaluation import METRIC_LABELS as LABEL_OF_METRIC
+from skin_cancer_contract.api import DEFAULT_SERVING_URL
+from streamlit_app.client import FileRejected, ServingClient, ServingError
 from streamlit_app.results import prediction_rows, to_csv, to_json
 
 DISCLAIMER = (
@@ -15,13 +18,7 @@ DISCLAIMER = (
     "data set of dermoscopy images and is often wrong. Show any skin lesion that worries you "
     "to a dermatologist."
 )
-METRIC_LABELS = {
-    "test_accuracy": "Accuracy",
-    "test_roc_auc": "ROC AUC",
-    "test_recall_malignant": "Recall (malignant)",
-    "test_specificity": "Specificity",
-    "test_precision": "Precision",
-}
+METRIC_LABELS = {f"test_{name}": label for name, label in LABEL_OF_METRIC.items()}
 THUMBNAIL_WIDTH = 160
 
 
@@ -107,7 +104,7 @@ def show_outcome(upload, outcome: dict) -> None:
         text_column.error(outcome["error"])
         return
     row = outcome["row"]
-    colour = "red" if row["label"] == "malignant" else "green"
+    colour = "red" if row["label"] == CLASSES[MALIGNANT] else "green"
     probability = row["probability_malignant"]
     text_column.markdown(f"Prediction: :{colour}[**{row['label']}**]")
     text_column.progress(

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import httpx
 
-DEFAULT_SERVING_URL = "http://127.0.0.1:8000"
+from skin_cancer_contract.api import DEFAULT_SERVING_URL, UPLOAD_FIELD
 
 
 class ServingError(Exception):
@@ -104,7 +104,7 @@ class ServingClient:
 
     def predict(self, filename: str, data: bytes, mime_type: str | None = None) -> dict:
         """Predict one image; returns serving's answer {"model": {...}, "predictions": [...]}."""
-        files = [("file", (filename, data, mime_type or "application/octet-stream"))]
+        files = [(UPLOAD_FIELD, (filename, data, mime_type or "application/octet-stream"))]
         response = self._request("POST", "/predict", self._predict_timeout, files=files)
         self._raise_for_unavailable(response, "/predict")
         if response.status_code >= 400:

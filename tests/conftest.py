@@ -14,6 +14,7 @@ os.environ["SKIN_CANCER_PROFILE"] = "smoke"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from tests.helpers import VENV_BIN, Service, free_port, wait_for_http  # noqa: E402
+from tests.resources.s3_support import S3Server  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DATASET = Path(os.environ.get("SKIN_CANCER_DATA", REPO.parent / "shared" / "datasets" / "skin-cancer"))
@@ -62,6 +63,19 @@ def mlflow_server(tmp_path_factory) -> str:
         raise
     yield uri
     service.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory) -> S3Server:
+    """`moto_server` as a separate process, shared by the session (tests use their own buckets)."""
+    server = S3Server(tmp_path_factory.mktemp("s3-server"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def bucket(s3_server) -> str:
+    return s3_server.new_bucket()
 
 
 @pytest.fixture

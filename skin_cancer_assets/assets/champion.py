@@ -5,10 +5,13 @@ import mlflow
 import numpy as np
 from mlflow.exceptions import MlflowException
 
-from resources.mlflow_tracking import CHAMPION_ALIAS, REGISTERED_MODEL_NAME, tracking_ui_url
+from resources.mlflow_tracking import MlflowTracking
 from skin_cancer_assets import checks, training
-from skin_cancer_assets.assets.models import TEST_METRICS, holdout_digest
 from skin_cancer_assets.model_zoo import ZOO
+from skin_cancer_assets.profiles import Profile
+from skin_cancer_contract.evaluation import METRICS, evaluate, split_digest
+from skin_cancer_contract.imaging import resize_images
+from skin_cancer_contract.registry import CHAMPION_ALIAS, REGISTERED_MODEL_NAME, version_uri
 
 
 class ChampionConfig(dg.Config):
@@ -27,37 +30,38 @@ def _candidate(client: mlflow.MlflowClient, version: str) -> dict:
         "run_id": model_version.run_id,
         "threshold": float(model_version.tags.get("threshold", 0.5)),
         "test_set_digest": model_version.tags.get("test_set_digest"),
-        "metrics": {name: metrics.get(f"test_{name}") for name in TEST_METRICS},
+        "metrics": {name: metrics.get(f"test_{name}") for name in METRICS},
     }
 
 
 def _rescore(candidate: dict, images: np.ndarray, labels: np.ndarray) -> dict:
     """Score a champion trained on another test set on today's test set."""
     import mlflow.keras
-    import tensorflow as tf
 
-    model = mlflow.keras.load_model(f"models:/{REGISTERED_MODEL_NAME}/{candidate['version']}")
-    size = model.input_shape[1]
-    if size != images.shape[1]:
-        images = tf.cast(tf.round(tf.image.resize(images, (size, size), antialias=True)), tf.uint8).numpy()
-    metrics = training.evaluate(labels, training.predict(model, images), candidate["threshold"])
-    return {**candidate, "metrics": {name: metrics[name] for name in TEST_METRICS}, "rescored": True}
+    model = mlflow.keras.load_model(version_uri(candidate["version"]))
+    images = resize_images(images, model.input_shape[1])
+    metrics = evaluate(labels, training.predict(model, images), candidate["threshold"])
+    return {**candidate, "metrics": {name: metrics[name] for name in METRICS}, "rescored": True}
 
 
 @dg.asset(
     group_name="selection",
     deps=[spec.name for spec in ZOO],
-    required_resource_keys={"mlflow"},
     kinds={"mlflow"},
     check_specs=[checks.CHAMPION_QUALITY],
 )
 def champion_model(
-    context: dg.AssetExecutionContext, config: ChampionConfig, test_images: np.ndarray, test_labels: np.ndarray
+    context: dg.AssetExecutionContext,
+    config: ChampionConfig,
+    test_images: np.ndarray,
+    test_labels: np.ndarray,
+    mlflow: MlflowTracking,
+    profile: Profile,
 ):
     """The best candidate on the held-out test set; the MLflow alias `champion` moves only when a
     challenger beats the current champion by the primary metric (ROC-AUC by default)."""
     client = mlflow.MlflowClient()
-    digest = holdout_digest(test_images, test_labels)
+    digest = split_digest(test_images, test_labels)
     candidates = []
     for spec in ZOO:
         event = context.instance.get_latest_materialization_event(dg.AssetKey(spec.name))
@@ -106,7 +110,7 @@ def champion_model(
     record = {
         "name": REGISTERED_MODEL_NAME,
         "alias": CHAMPION_ALIAS,
-        "model_uri": f"models:/{REGISTERED_MODEL_NAME}/{champion['version']}",
+        "model_uri": version_uri(champion["version"]),
         **{k: champion[k] for k in ("version", "model_class", "run_id", "threshold", "metrics")},
         "decision": decision,
         "reason": reason,
@@ -115,7 +119,7 @@ def champion_model(
     }
     table = "\n".join(
         f"| {c['model_class']} | {c['version']} | "
-        + " | ".join(f"{c['metrics'][m]:.3f}" if c["metrics"][m] is not None else "-" for m in TEST_METRICS)
+        + " | ".join(f"{c['metrics'][m]:.3f}" if c["metrics"][m] is not None else "-" for m in METRICS)
         + " |"
         for c in candidates
     )
@@ -126,11 +130,11 @@ def champion_model(
             "champion_class": champion["model_class"],
             "decision": decision,
             "reason": reason,
-            **{f"test_{m}": float(champion["metrics"][m] or 0.0) for m in TEST_METRICS},
+            **{f"test_{m}": float(champion["metrics"][m] or 0.0) for m in METRICS},
             "candidates": dg.MetadataValue.md(
-                "| model | version | " + " | ".join(TEST_METRICS) + " |\n|" + "---|" * (2 + len(TEST_METRICS)) + "\n" + table
+                "| model | version | " + " | ".join(METRICS) + " |\n|" + "---|" * (2 + len(METRICS)) + "\n" + table
             ),
-            "registry": dg.MetadataValue.url(f"{tracking_ui_url(mlflow.get_tracking_uri())}/#/models/{REGISTERED_MODEL_NAME}"),
+            "registry": dg.MetadataValue.url(f"{mlflow.ui_url}/#/models/{REGISTERED_MODEL_NAME}"),
         },
     )
-    yield checks.champion_quality(record)
+    yield checks.champion_quality(record, profile.min_champion_roc_auc)

@@ -1,6 +1,5 @@
 """The training group: one asset per model class, all made by `model_asset` from the zoo."""
 
-import hashlib
 import os
 import time
 
@@ -8,27 +7,21 @@ import dagster as dg
 import mlflow
 import numpy as np
 
-from resources.mlflow_tracking import REGISTERED_MODEL_NAME, tracking_ui_url
+from resources.mlflow_tracking import MlflowTracking, artifact_url, run_url
 from skin_cancer_assets import figures, training
 from skin_cancer_assets.model_zoo import ZOO, ModelSpec, build_model
-from skin_cancer_assets.profiles import active_profile
+from skin_cancer_assets.profiles import Profile
 from skin_cancer_assets.training_config import config_class_for
 from skin_cancer_assets.versioning import code_version
+from skin_cancer_contract.evaluation import METRICS, evaluate, split_digest
+from skin_cancer_contract.registry import REGISTERED_MODEL_NAME
 
-TEST_METRICS = ("accuracy", "roc_auc", "recall_malignant", "specificity", "precision")
-
-
-def holdout_digest(images: np.ndarray, labels: np.ndarray) -> str:
-    """Identifies the test set, so scores are only compared when measured on the same images."""
-    digest = hashlib.sha256(labels.tobytes())
-    digest.update(str(images.shape).encode())
-    digest.update(images[:: max(1, len(images) // 64)].tobytes())
-    return digest.hexdigest()[:16]
+FIGURES = ("learning_curves.png", "confusion_matrix.png")
 
 
-def model_asset(spec: ModelSpec) -> dg.AssetsDefinition:
+def model_asset(spec: ModelSpec, profile: Profile) -> dg.AssetsDefinition:
     """A Dagster asset that trains `spec`, logs it to its own MLflow run and registers it."""
-    config_class = config_class_for(spec.name, {**spec.defaults, **active_profile().training_overrides})
+    config_class = config_class_for(spec.name, {**spec.defaults, **profile.training_overrides})
     parallel_steps = min(len(ZOO), os.cpu_count() or 1)
 
     @dg.asset(
@@ -36,7 +29,6 @@ def model_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         group_name="training",
         description=spec.description,
         code_version=code_version(spec.build_network, build_model, training),
-        required_resource_keys={"mlflow"},
         op_tags=spec.op_tags,
         kinds={"tensorflow", "mlflow"},
     )
@@ -47,6 +39,7 @@ def model_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         train_labels: np.ndarray,
         test_images: np.ndarray,
         test_labels: np.ndarray,
+        mlflow: MlflowTracking,  # opens the Dagster run's MLflow run, in which this step's run nests
     ) -> dg.Output:
         training.limit_threads(training.threads_per_training_step(parallel_steps))
         started = time.monotonic()
@@ -61,7 +54,7 @@ def model_asset(spec: ModelSpec) -> dg.AssetsDefinition:
 
             trained = training.train(spec, config, train_images, train_labels, log_epoch)
             probs = training.predict(trained.model, test_images, config.batch_size)
-            test = training.evaluate(test_labels, probs, trained.threshold)
+            test = evaluate(test_labels, probs, trained.threshold)
             seconds = time.monotonic() - started
             for fold, fold_metrics in enumerate(trained.fold_metrics):
                 mlflow.log_metrics({f"fold_{fold}_val_{k}": v for k, v in fold_metrics.items()})
@@ -78,15 +71,16 @@ def model_asset(spec: ModelSpec) -> dg.AssetsDefinition:
             )
             curves = figures.learning_curves(trained.history, f"{spec.name}: learning curves")
             confusion = figures.confusion_matrix(test, f"{spec.name}: test set")
-            mlflow.log_figure(curves, "learning_curves.png")
-            mlflow.log_figure(confusion, "confusion_matrix.png")
+            for figure, path in zip((curves, confusion), FIGURES):
+                mlflow.log_figure(figure, path)
+                figures.close(figure)
             version = _register(trained.model, test_images[:1], probs[:1])
             client = mlflow.MlflowClient()
             for key, value in {
                 "model_class": spec.name,
                 "threshold": f"{trained.threshold:.6f}",
                 "image_size": str(test_images.shape[1]),
-                "test_set_digest": holdout_digest(test_images, test_labels),
+                "test_set_digest": split_digest(test_images, test_labels),
                 "dagster_run_id": context.run_id,
             }.items():
                 client.set_model_version_tag(REGISTERED_MODEL_NAME, version, key, value)
@@ -95,19 +89,16 @@ def model_asset(spec: ModelSpec) -> dg.AssetsDefinition:
             f"{spec.name}: test ROC-AUC {test['roc_auc']:.3f}, accuracy {test['accuracy']:.3f}, "
             f"malignant recall {test['recall_malignant']:.3f} at threshold {trained.threshold:.3f}; version {version}"
         )
-        experiment_id = run.info.experiment_id
         return dg.Output(
             trained.model,
             metadata={
                 "mlflow_run_id": run.info.run_id,
-                "mlflow_run": dg.MetadataValue.url(
-                    f"{tracking_ui_url(mlflow.get_tracking_uri())}/#/experiments/{experiment_id}/runs/{run.info.run_id}"
-                ),
+                "mlflow_run": dg.MetadataValue.url(run_url(mlflow.ui_url, run.info.experiment_id, run.info.run_id)),
                 "mlflow_model_version": int(version),
                 "threshold": trained.threshold,
                 "training_seconds": round(seconds, 1),
                 "epochs_run": len(trained.history.get("loss", [])),
-                **{f"test_{name}": float(test[name]) for name in TEST_METRICS},
+                **{f"test_{name}": float(test[name]) for name in METRICS},
                 "test_confusion": dg.MetadataValue.json(
                     {k: test[k] for k in ("true_negatives", "false_positives", "false_negatives", "true_positives")}
                 ),
@@ -116,8 +107,10 @@ def model_asset(spec: ModelSpec) -> dg.AssetsDefinition:
                     if trained.fold_metrics
                     else {}
                 ),
-                "learning_curves": figures.as_markdown(curves),
-                "confusion_matrix": figures.as_markdown(confusion),
+                **{
+                    path.removesuffix(".png"): dg.MetadataValue.url(artifact_url(mlflow.ui_url, run.info.run_id, path))
+                    for path in FIGURES
+                },
             },
         )
 
@@ -150,4 +143,5 @@ def _register(model, example_images: np.ndarray, example_probs: np.ndarray) -> s
     return str(mlflow.register_model(f"runs:/{run_id}/model", REGISTERED_MODEL_NAME).version)
 
 
-model_assets = [model_asset(spec) for spec in ZOO]
+def model_assets(profile: Profile) -> list[dg.AssetsDefinition]:
+    return [model_asset(spec, profile) for spec in ZOO]

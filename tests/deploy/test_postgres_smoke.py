@@ -8,7 +8,7 @@ import dagster as dg
 import mlflow
 import pytest
 
-from resources.mlflow_tracking import REGISTERED_MODEL_NAME
+from skin_cancer_contract.registry import REGISTERED_MODEL_NAME
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow

@@ -11,7 +11,7 @@ from tests.resources.test_storage import assert_identical, load_value
 from tests.skin_cancer_assets.pipeline import materialize_graph
 
 from resources.storage import ArtifactIOManager, S3ArtifactStore
-from resources.upload_data import upload
+from skin_cancer_assets.upload_data import upload
 
 PER_CLASS = 12
 STORED = {

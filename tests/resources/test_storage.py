@@ -10,7 +10,7 @@ import pytest
 from tests.conftest import DATASET
 
 from resources.storage import ArtifactIOManager, LocalArtifactStore, StorageError
-from skin_cancer_assets.imaging import decode_image
+from skin_cancer_contract.imaging import decode_image
 
 
 def store_value(io_manager: ArtifactIOManager, name: str, value) -> dict:

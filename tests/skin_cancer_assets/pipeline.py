@@ -6,9 +6,9 @@ from pathlib import Path
 import dagster as dg
 import mlflow
 
-from resources.environment import build_resources
-from resources.mlflow_tracking import REGISTERED_MODEL_NAME
 from skin_cancer_assets.definitions import defs
+from skin_cancer_assets.environment import build_resources, profile_from_env
+from skin_cancer_contract.registry import REGISTERED_MODEL_NAME
 
 TRAIN_AND_ELECT = dg.AssetSelection.groups("data", "training", "selection")
 
@@ -19,7 +19,7 @@ def materialize_graph(dagster_home: Path, selection=TRAIN_AND_ELECT, instance=No
     instance = instance or dg.DagsterInstance.local_temp(str(dagster_home))
     assets = list(defs.assets)
     try:
-        return dg.materialize(assets, selection=selection, resources=build_resources(), instance=instance, **kwargs)
+        return dg.materialize(assets, selection=selection, resources=build_resources(profile_from_env()), instance=instance, **kwargs)
     finally:  # in-process runs have no end-of-run hook: close the MLflow run the resource opened
         mlflow.end_run()
 

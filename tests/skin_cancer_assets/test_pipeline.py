@@ -6,8 +6,9 @@ import mlflow.keras
 import numpy as np
 import pytest
 
-from resources.mlflow_tracking import REGISTERED_MODEL_NAME
-from skin_cancer_assets.imaging import decode_image
+from skin_cancer_contract.registry import REGISTERED_MODEL_NAME
+from skin_cancer_contract.evaluation import split_digest
+from skin_cancer_contract.imaging import decode_image
 from skin_cancer_assets.model_zoo import ZOO
 from tests.conftest import DATASET
 from tests.skin_cancer_assets.pipeline import materialize_graph, register_candidate
@@ -68,8 +69,6 @@ def test_the_champion_alias_loads_and_predicts_real_images(smoke_champion, clien
 def test_a_worse_challenger_keeps_the_alias_and_a_better_one_moves_it(
     smoke_champion, client, tmp_path, monkeypatch, keep_champion_alias
 ):
-    from skin_cancer_assets.assets.models import holdout_digest
-
     monkeypatch.setenv("MLFLOW_TRACKING_URI", smoke_champion["tracking_uri"])
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "smoke")
     monkeypatch.setenv("SKIN_CANCER_STATE", str(tmp_path / "state"))
@@ -79,7 +78,7 @@ def test_a_worse_challenger_keeps_the_alias_and_a_better_one_moves_it(
     )
     instance = dg.DagsterInstance.local_temp(str(tmp_path))
     arrays = materialize_graph(tmp_path, selection=dg.AssetSelection.groups("data"), instance=instance)
-    digest = holdout_digest(
+    digest = split_digest(
         arrays.output_for_node("preprocessed_arrays", "test_images"),
         arrays.output_for_node("preprocessed_arrays", "test_labels"),
     )

@@ -8,8 +8,8 @@ import httpx
 import mlflow
 import pytest
 
-from resources.mlflow_tracking import REGISTERED_MODEL_NAME
-from skin_cancer_assets.assets.models import holdout_digest
+from skin_cancer_contract.registry import REGISTERED_MODEL_NAME
+from skin_cancer_contract.evaluation import split_digest
 from skin_cancer_assets.model_zoo import ZOO
 from tests.conftest import REPO
 from tests.helpers import VENV_BIN, Service, free_port, wait_for_http
@@ -68,7 +68,7 @@ def test_a_better_champion_is_served_without_any_action_by_hand(platform, smoke_
     instance = dg.DagsterInstance.local_temp(str(platform["home"]))
     client = mlflow.MlflowClient(smoke_champion["tracking_uri"])
     arrays = materialize_graph(platform["home"], selection=dg.AssetSelection.groups("data"), instance=instance)
-    digest = holdout_digest(
+    digest = split_digest(
         arrays.output_for_node("preprocessed_arrays", "test_images"),
         arrays.output_for_node("preprocessed_arrays", "test_labels"),
     )

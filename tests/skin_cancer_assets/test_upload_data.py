@@ -1,4 +1,4 @@
-"""`python -m resources.upload_data`: the local image set into a bucket, in the seed's layout."""
+"""`python -m skin_cancer_assets.upload_data`: the local image set into a bucket, in the seed's layout."""
 
 import os
 import subprocess
@@ -10,7 +10,7 @@ from tests.conftest import copy_subset
 from tests.resources.s3_support import ACCESS_KEY, REGION, SECRET_KEY
 
 from resources.image_source import RawImageSource
-from resources.upload_data import UploadError, upload
+from skin_cancer_assets.upload_data import UploadError, upload
 
 
 def test_command_creates_the_bucket_and_image_source_reads_it_back(s3_server, tmp_path):
@@ -25,7 +25,7 @@ def test_command_creates_the_bucket_and_image_source_reads_it_back(s3_server, tm
         "SKIN_CANCER_DATA": str(source),
     }
     done = subprocess.run(
-        [sys.executable, "-m", "resources.upload_data", f"s3://{bucket}/data"], env=env, capture_output=True, text=True
+        [sys.executable, "-m", "skin_cancer_assets.upload_data", f"s3://{bucket}/data"], env=env, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr
     assert f"created bucket {bucket}" in done.stdout and "done: 12 uploaded, 0 unchanged" in done.stdout

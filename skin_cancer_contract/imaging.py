@@ -1,4 +1,4 @@
-"""Image decoding shared by preprocessing and serving, so both see the same pixels."""
+"""Image decoding and resizing shared by preprocessing, serving and re-scoring: one path, the same pixels."""
 
 import io
 
@@ -22,11 +22,21 @@ def decode_image(data: bytes, size: int) -> np.ndarray:
         with Image.open(io.BytesIO(data)) as image:
             if image.format == "JPEG" and image.size[0] >= 2 * size and image.size[1] >= 2 * size:
                 image.draft("RGB", (size, size))  # let libjpeg downscale while decoding
-            image = image.convert("RGB")
-            if image.size != (size, size):
-                image = image.resize((size, size), Image.Resampling.BILINEAR)
-            return np.asarray(image, dtype=np.uint8)
+            return _square_rgb(image.convert("RGB"), size)
     except UnidentifiedImageError as error:
         raise ImageDecodeError("not a recognised image format") from error
     except (OSError, SyntaxError, ValueError) as error:
         raise ImageDecodeError(f"unreadable image: {error}") from error
+
+
+def resize_images(images: np.ndarray, size: int) -> np.ndarray:
+    """A uint8 (N, H, W, 3) batch resized to `size` x `size` exactly as `decode_image` resizes."""
+    if images.shape[1:3] == (size, size):
+        return images
+    return np.stack([_square_rgb(Image.fromarray(image), size) for image in images])
+
+
+def _square_rgb(image: Image.Image, size: int) -> np.ndarray:
+    if image.size != (size, size):
+        image = image.resize((size, size), Image.Resampling.BILINEAR)
+    return np.asarray(image, dtype=np.uint8)

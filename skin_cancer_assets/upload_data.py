@@ -1,6 +1,6 @@
 """Put the local image set into a bucket in the seed's layout, so `raw_images` can read it from S3.
 
-    python -m resources.upload_data s3://BUCKET/data [--source FOLDER]
+    python -m skin_cancer_assets.upload_data s3://BUCKET/data [--source FOLDER]
 
 Copies `{train,test}/{benign,malignant}/*` from SKIN_CANCER_DATA (when it is a folder) or
 ../shared/datasets/skin-cancer to `s3://BUCKET/data/{train,test}/{benign,malignant}/`,
@@ -18,9 +18,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from resources.environment import DEFAULT_DATA, s3_resource
-from resources.image_source import CLASSES, SPLITS
-from resources.storage import S3_ERRORS, s3_client
+from skin_cancer_assets.environment import default_data_folder, s3_resource
+from resources.storage import S3_ERRORS, is_not_found, s3_client
+from skin_cancer_contract.data import layout, parse_s3_uri
 
 WORKERS = 8
 
@@ -34,13 +34,12 @@ def local_files(source: Path) -> list[tuple[str, Path]]:
     if not source.is_dir():
         raise UploadError(f"data folder {source} does not exist (pass --source or set SKIN_CANCER_DATA)")
     files = []
-    for split in SPLITS:
-        for label in CLASSES:
-            folder = source / split / label
-            if not folder.is_dir():
-                raise UploadError(f"{folder} is missing; expected {{train,test}}/{{benign,malignant}}/ under {source}")
-            names = [p.name for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")]
-            files += [(f"{split}/{label}/{name}", folder / name) for name in names]
+    for _, _, relative in layout():
+        folder = source / relative
+        if not folder.is_dir():
+            raise UploadError(f"{folder} is missing; expected {{train,test}}/{{benign,malignant}}/ under {source}")
+        names = [p.name for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")]
+        files += [(f"{relative}/{name}", folder / name) for name in names]
     return sorted(files)
 
 
@@ -49,7 +48,7 @@ def ensure_bucket(client, bucket: str) -> None:
         client.head_bucket(Bucket=bucket)
         return
     except S3_ERRORS as error:
-        if getattr(error, "response", {}).get("Error", {}).get("Code") not in ("404", "NoSuchBucket", "NotFound"):
+        if not is_not_found(error):
             raise
     region = client.meta.region_name
     location = {} if region in (None, "us-east-1") else {"CreateBucketConfiguration": {"LocationConstraint": region}}
@@ -74,10 +73,10 @@ def unchanged(path: Path, remote: tuple[int, str] | None) -> bool:
 
 def upload(destination: str, source: Path, client) -> dict:
     """Upload what differs; returns counts of uploaded and skipped files and bytes sent."""
-    if not destination.startswith("s3://") or not destination[len("s3://") :].split("/")[0]:
-        raise UploadError(f"destination {destination!r} is not an s3://BUCKET[/PREFIX] URI")
-    bucket, _, prefix = destination[len("s3://") :].partition("/")
-    prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+    try:
+        bucket, prefix = parse_s3_uri(destination)
+    except ValueError as error:
+        raise UploadError(f"destination {error}") from None
     files = local_files(source)
     ensure_bucket(client, bucket)
     remote = existing_objects(client, bucket, prefix)
@@ -109,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
     data = os.environ.get("SKIN_CANCER_DATA", "")
     on_s3 = data.startswith("s3://")
     parser.add_argument("destination", nargs="?", default=data if on_s3 else None, help="s3://BUCKET/PREFIX")
-    parser.add_argument("--source", type=Path, default=Path(data) if data and not on_s3 else DEFAULT_DATA)
+    parser.add_argument("--source", type=Path, default=Path(data) if data and not on_s3 else default_data_folder())
     args = parser.parse_args(argv)
     if args.destination is None:
         parser.error("give the destination s3://BUCKET/PREFIX (or set SKIN_CANCER_DATA to it)")

@@ -1,0 +1,129 @@
+"""Every decision the environment makes, in one module: the same code runs on a laptop, MinIO or AWS.
+
+Unset variables keep the embedded local defaults: storage and the MLflow store under the
+state folder, the data set beside the checkout, serving on loopback. Setting AWS_BUCKET
+(with the other AWS_* variables) moves every asset to S3. Secrets are read with
+`dg.EnvVar`, at run time, and never appear in code or logs.
+"""
+
+import os
+from pathlib import Path
+
+import dagster as dg
+from dagster_aws.s3 import S3Resource
+
+from resources.deploy import DockerServingTarget, KubernetesServingTarget, LocalServingTarget, ServingTarget
+from resources.image_source import RawImageSource
+from resources.mlflow_tracking import mlflow_resource
+from resources.storage import ArtifactIOManager, ArtifactStore, LocalArtifactStore, S3ArtifactStore
+from skin_cancer_assets.profiles import Profile, profile_named
+from skin_cancer_contract.api import DEFAULT_SERVING_URL
+from skin_cancer_contract.registry import DEFAULT_EXPERIMENT
+
+LOCAL_MLFLOW_UI = "http://127.0.0.1:5000"
+"""Where `make dev` serves the MLflow UI of the local store."""
+
+
+def profile_from_env() -> Profile:
+    """SKIN_CANCER_PROFILE: `default` (the full data set) or `smoke` (a small real subset)."""
+    return profile_named(os.environ.get("SKIN_CANCER_PROFILE", "default"))
+
+
+def state_dir() -> Path:
+    """Local state (storage, MLflow store, Dagster home) of the embedded defaults: SKIN_CANCER_STATE or ./state."""
+    return Path(os.environ.get("SKIN_CANCER_STATE") or Path.cwd() / "state").resolve()
+
+
+def default_data_folder() -> Path:
+    """The shared data set beside the checkout, as laid out on this project's machines."""
+    return (Path.cwd().parent / "shared" / "datasets" / "skin-cancer").resolve()
+
+
+def executor_from_env() -> dg.ExecutorDefinition:
+    """Steps in parallel processes, one per core; DAGSTER_EXECUTOR=docker or k8s: a container or Job per step."""
+    kind = os.environ.get("DAGSTER_EXECUTOR", "multiprocess")
+    if kind == "multiprocess":
+        return dg.multiprocess_executor.configured({"max_concurrent": os.cpu_count() or 1})
+    if kind == "docker":
+        from dagster_docker import docker_executor
+
+        return docker_executor
+    if kind == "k8s":
+        from dagster_k8s import k8s_job_executor
+
+        return k8s_job_executor
+    raise ValueError(f"DAGSTER_EXECUTOR={kind!r}: choose multiprocess, docker or k8s")
+
+
+def _env_or(name: str, default=None):
+    """An EnvVar when the variable is set (read at run time), else the default."""
+    return dg.EnvVar(name) if os.environ.get(name) else default
+
+
+def s3_resource() -> S3Resource:
+    return S3Resource(
+        region_name=_env_or("AWS_REGION"),
+        endpoint_url=_env_or("AWS_ENDPOINT_URL"),
+        aws_access_key_id=_env_or("AWS_ACCESS_KEY_ID"),
+        aws_secret_access_key=_env_or("AWS_SECRET_ACCESS_KEY"),
+        max_attempts=int(os.environ.get("AWS_MAX_ATTEMPTS", "4")),
+    )
+
+
+def artifact_store() -> ArtifactStore:
+    if os.environ.get("AWS_BUCKET"):
+        return S3ArtifactStore(s3=s3_resource(), bucket=dg.EnvVar("AWS_BUCKET"), prefix=os.environ.get("AWS_PREFIX", "dagster"))
+    return LocalArtifactStore(base_dir=str(state_dir() / "storage"))
+
+
+def image_source() -> RawImageSource:
+    data = os.environ.get("SKIN_CANCER_DATA")
+    return RawImageSource(
+        location=dg.EnvVar("SKIN_CANCER_DATA") if data else str(default_data_folder()),
+        s3=s3_resource() if (data or "").startswith("s3://") else None,
+    )
+
+
+def mlflow_tracking() -> dg.ResourceDefinition:
+    """MLFLOW_TRACKING_URI (default: a sqlite store in the state folder), MLFLOW_EXPERIMENT_NAME and
+    MLFLOW_UI_URL (where a browser reaches the UI, when that is not the tracking URI), read at run time."""
+    tracking_uri = os.environ.get("MLFLOW_TRACKING_URI")
+    local = not tracking_uri or not tracking_uri.startswith(("http://", "https://"))
+    return mlflow_resource.configured(
+        {
+            "experiment_name": _config_env("MLFLOW_EXPERIMENT_NAME", DEFAULT_EXPERIMENT),
+            "mlflow_tracking_uri": _config_env("MLFLOW_TRACKING_URI", f"sqlite:///{state_dir() / 'mlflow' / 'mlflow.db'}"),
+            "mlflow_ui_url": _config_env("MLFLOW_UI_URL", LOCAL_MLFLOW_UI if local else None),
+        }
+    )
+
+
+def _config_env(name: str, default):
+    """Legacy-resource config read from the environment at run time when set, else the default."""
+    return {"env": name} if os.environ.get(name) else default
+
+
+def serving_target() -> ServingTarget:
+    kind = os.environ.get("SERVING_DEPLOY_TARGET", "local")
+    common = {"serving_url": _env_or("SERVING_URL", DEFAULT_SERVING_URL)}
+    if kind == "local":
+        return LocalServingTarget(admin_token=dg.EnvVar("SERVING_ADMIN_TOKEN"), **common)
+    if kind == "docker":
+        return DockerServingTarget(container_name=os.environ.get("SERVING_CONTAINER", "skin-cancer-serving"), **common)
+    if kind == "kubernetes":
+        return KubernetesServingTarget(
+            deployment=os.environ.get("SERVING_DEPLOYMENT", "skin-cancer-serving"),
+            namespace=os.environ.get("SERVING_NAMESPACE", "default"),
+            **common,
+        )
+    raise ValueError(f"SERVING_DEPLOY_TARGET={kind!r}: choose local, docker or kubernetes")
+
+
+def build_resources(profile: Profile) -> dict:
+    return {
+        "profile": profile,
+        "io_manager": ArtifactIOManager(store=artifact_store()),
+        "image_source": image_source(),
+        "mlflow": mlflow_tracking(),
+        "serving_target": serving_target(),
+    }

@@ -1,0 +1,86 @@
+"""Preprocessing as plain functions: the manifest's digest, the seeded split order, parallel decoding.
+
+No Dagster here: the data assets call these, and so do the benchmarks, so both decode the
+same images in the same order.
+"""
+
+import hashlib
+import io
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
+
+import numpy as np
+from PIL import Image
+
+from skin_cancer_contract.data import SPLITS
+from skin_cancer_contract.imaging import ImageDecodeError, decode_image
+
+WORKERS = 2 * (os.cpu_count() or 1)
+
+
+class ImageReader(Protocol):
+    def read(self, relative_path: str) -> bytes: ...
+
+
+def manifest_digest(entries: list[dict]) -> str:
+    """Digest of what the images are, so unchanged data keeps its data version."""
+    canonical = json.dumps([[e["path"], e["split"], e["label"], e["sha256"]] for e in entries])
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def inspect_image(source: ImageReader, split: str, label: str, path: str) -> dict:
+    """A manifest entry for one file: its sha256 and size, or the reason it cannot be used."""
+    entry = {"path": path, "split": split, "label": label}
+    try:
+        data = source.read(path)
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()  # a full decode: truncated files fail here, not in training
+    except Exception as error:  # any unreadable file is rejected, never fatal
+        return {**entry, "reason": f"{type(error).__name__}: {error}" if str(error) else type(error).__name__}
+    return {**entry, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+
+
+def inspect_all(source: ImageReader, listed: list[tuple[str, str, str]]) -> list[dict]:
+    with ThreadPoolExecutor(WORKERS) as pool:
+        return list(pool.map(lambda item: inspect_image(source, *item), listed))
+
+
+def first_per_class(listed: list[tuple[str, str, str]], cap: int) -> list[tuple[str, str, str]]:
+    """The first `cap` files of every split and class, in the listing's order."""
+    taken: dict[tuple[str, str], int] = {}
+    kept = []
+    for split, label, path in listed:
+        if taken.get((split, label), 0) < cap:
+            taken[(split, label)] = taken.get((split, label), 0) + 1
+            kept.append((split, label, path))
+    return kept
+
+
+def shuffled_splits(entries: list[dict], seed: int) -> dict[str, list[dict]]:
+    """Each split's manifest entries in the seeded order of its arrays (one generator, train first)."""
+    rng = np.random.default_rng(seed)
+    ordered = {}
+    for split in SPLITS:
+        in_split = [e for e in entries if e["split"] == split]
+        ordered[split] = [in_split[i] for i in rng.permutation(len(in_split))]
+    return ordered
+
+
+def decode_split(source: ImageReader, entries: list[dict], size: int) -> tuple[np.ndarray, list[dict]]:
+    """Decode `entries` into one preallocated uint8 array with both cores; returns it and the failures."""
+    images = np.empty((len(entries), size, size, 3), dtype=np.uint8)
+    ok = np.ones(len(entries), dtype=bool)
+    failures = []
+
+    def decode_into(index: int) -> None:
+        try:
+            images[index] = decode_image(source.read(entries[index]["path"]), size)
+        except ImageDecodeError as error:
+            ok[index] = False
+            failures.append({"path": entries[index]["path"], "reason": str(error)})
+
+    with ThreadPoolExecutor(WORKERS) as pool:
+        list(pool.map(decode_into, range(len(entries))))
+    return (images if ok.all() else images[ok]), failures

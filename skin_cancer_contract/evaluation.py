@@ -1,0 +1,55 @@
+"""How every model is measured and where its decision threshold is set; one definition for all."""
+
+import hashlib
+import math
+
+import numpy as np
+
+METRIC_LABELS = {
+    "accuracy": "Accuracy",
+    "roc_auc": "ROC AUC",
+    "recall_malignant": "Recall (malignant)",
+    "specificity": "Specificity",
+    "precision": "Precision",
+}
+"""The figures reported for every model and split (logged to MLflow as `{split}_{name}`), as people read them."""
+METRICS = tuple(METRIC_LABELS)
+
+
+def evaluate(labels: np.ndarray, probs: np.ndarray, threshold: float) -> dict[str, float]:
+    """Accuracy, ROC-AUC, malignant recall, specificity, precision and the confusion counts."""
+    from sklearn.metrics import roc_auc_score  # only the pipeline evaluates; serving never pays for it
+
+    predicted = probs >= threshold
+    actual = labels == 1
+    tp, fn = int(np.sum(predicted & actual)), int(np.sum(~predicted & actual))
+    tn, fp = int(np.sum(~predicted & ~actual)), int(np.sum(predicted & ~actual))
+    both_classes = 0 < actual.sum() < len(actual)
+    return {
+        "accuracy": (tp + tn) / max(1, len(labels)),
+        "roc_auc": float(roc_auc_score(actual, probs)) if both_classes else float("nan"),
+        "recall_malignant": tp / max(1, tp + fn),
+        "specificity": tn / max(1, tn + fp),
+        "precision": tp / max(1, tp + fp),
+        "true_negatives": tn,
+        "false_positives": fp,
+        "false_negatives": fn,
+        "true_positives": tp,
+    }
+
+
+def threshold_for_recall(labels: np.ndarray, probs: np.ndarray, target_recall: float) -> float:
+    """The highest threshold whose malignant recall on (labels, probs) reaches `target_recall`."""
+    positives = np.sort(probs[labels == 1])[::-1]
+    if len(positives) == 0:
+        return 0.5
+    needed = min(len(positives), max(1, math.ceil(target_recall * len(positives))))
+    return float(positives[needed - 1])
+
+
+def split_digest(images: np.ndarray, labels: np.ndarray) -> str:
+    """Identifies a split, so scores are only compared when measured on the same images."""
+    digest = hashlib.sha256(labels.tobytes())
+    digest.update(str(images.shape).encode())
+    digest.update(images[:: max(1, len(images) // 64)].tobytes())
+    return digest.hexdigest()[:16]

@@ -1,0 +1,12 @@
+"""Where the served model lives in MLflow, and where serving answers."""
+
+REGISTERED_MODEL_NAME = "skin-cancer-classifier"
+CHAMPION_ALIAS = "champion"
+CHAMPION_URI = f"models:/{REGISTERED_MODEL_NAME}@{CHAMPION_ALIAS}"
+"""The one URI serving loads by default (MODEL_URI)."""
+DEFAULT_EXPERIMENT = "cnn_skin_cancer"
+"""The seed pipeline's experiment name (MLFLOW_EXPERIMENT_NAME)."""
+
+
+def version_uri(version: str) -> str:
+    return f"models:/{REGISTERED_MODEL_NAME}/{version}"

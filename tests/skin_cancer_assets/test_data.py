@@ -80,3 +80,17 @@ def test_an_unreachable_mlflow_server_fails_naming_the_url(data_copy, tmp_path, 
     with pytest.raises(Exception) as failure:
         materialize_graph(tmp_path / "home", selection=DATA)
     assert f"MLflow tracking server {url} (MLFLOW_TRACKING_URI) is unreachable" in error_chain(failure.value)
+
+
+def test_a_test_image_copied_into_train_fails_the_leak_check_and_blocks_the_arrays(data_copy, tmp_path):
+    leaked = next((data_copy / "test" / "malignant").iterdir())
+    (data_copy / "train" / "malignant" / "leaked.jpg").write_bytes(leaked.read_bytes())
+
+    result = materialize_graph(tmp_path / "home", selection=DATA, raise_on_error=False)
+
+    assert not result.success
+    leak = next(e for e in result.get_asset_check_evaluations() if e.check_name == "no_train_test_leak")
+    assert not leak.passed
+    assert leak.metadata["images_in_both"].value == 1
+    assert leak.metadata["examples"].value == [["train/malignant/leaked.jpg", f"test/malignant/{leaked.name}"]]
+    assert not result.asset_materializations_for_node("preprocessed_arrays")  # blocked: no arrays from leaked data

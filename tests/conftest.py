@@ -1,4 +1,4 @@
-"""Session fixtures: a real MLflow server, small real data sets, and a smoke-profile champion.
+"""Session fixtures: a real MLflow server, small real data sets, a smoke-profile champion, Chromium.
 
 Every test runs the smoke profile; the environment is set here, before the code location
 is imported, exactly as `SKIN_CANCER_PROFILE=smoke make dev` would.
@@ -13,6 +13,7 @@ import pytest
 os.environ["SKIN_CANCER_PROFILE"] = "smoke"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from tests.browser import chromium  # noqa: E402
 from tests.helpers import VENV_BIN, Service, free_port, wait_for_http  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -104,3 +105,10 @@ def smoke_champion(mlflow_server, tmp_path_factory) -> dict:
         "model_uri": f"models:/{champion['name']}@champion",
         "champion": champion,
     }
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """The session's one headless Chromium (tests/browser.py says why only one)."""
+    with chromium() as browser:
+        yield browser

@@ -5,7 +5,8 @@ its calls, marks that loop as the thread's running loop (playwright/_impl/_green
 wait_for_future). So one Playwright lives per process: a second `sync_playwright()` started
 while the first lives finds a running loop and refuses with "It looks like you are using
 Playwright Sync API inside the asyncio loop". Every browser test therefore shares the
-session fixture `browser` of tests/conftest.py.
+session fixture `browser` of tests/conftest.py, and those tests run last (its
+pytest_collection_modifyitems), so no other test finds Playwright's loop running.
 """
 
 from collections.abc import Iterator

@@ -107,6 +107,16 @@ def smoke_champion(mlflow_server, tmp_path_factory) -> dict:
     }
 
 
+def pytest_collection_modifyitems(items):
+    """The tests that use the browser run last, in their collected order.
+
+    From the first browser test to the end of the session, Playwright's loop is the main
+    thread's running loop (tests/browser.py): a test after them that runs asyncio in the
+    main thread (asyncio.run, anyio, a loop's run_until_complete) would fail there.
+    """
+    items.sort(key=lambda item: "browser" in getattr(item, "fixturenames", ()))
+
+
 @pytest.fixture(scope="session")
 def browser():
     """The session's one headless Chromium (tests/browser.py says why only one)."""

@@ -33,13 +33,13 @@ run: install $(DAGSTER_HOME)/dagster.yaml  ## The whole graph on the full data s
 smoke: install $(DAGSTER_HOME)/dagster.yaml  ## The whole graph on a small real subset in about a minute.
 	SKIN_CANCER_PROFILE=smoke $(BIN)/python -m skin_cancer_assets.cli
 
-BROWSER_TESTS := tests/ui tests/streamlit_app/test_app_browser.py
-test: install  ## Every test suite (starts its own MLflow, S3, Postgres, serving, Dagster, browser).
-	$(BIN)/pytest -ra $(addprefix --ignore=,$(BROWSER_TESTS))
-	$(BIN)/pytest -ra $(BROWSER_TESTS)  # Playwright's sync API needs a process without an asyncio loop
+test: install  ## Every test suite in one run (starts its own MLflow, S3, Postgres, serving, Dagster, browser).
+	scripts/install-test-deps.sh
+	$(BIN)/pytest -ra tests
 
 test-fast: install  ## Everything but the tests marked slow.
-	$(BIN)/pytest -ra -m "not slow" $(addprefix --ignore=,$(BROWSER_TESTS))
+	scripts/install-test-deps.sh
+	$(BIN)/pytest -ra -m "not slow" tests
 
 dev: install $(DAGSTER_HOME)/dagster.yaml  ## Dagster webserver + daemon, MLflow UI, serving and the app on loopback.
 	scripts/dev.sh

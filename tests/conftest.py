@@ -1,4 +1,4 @@
-"""Session fixtures: a real MLflow server, small real data sets, and a smoke-profile champion.
+"""Session fixtures: a real MLflow server, small real data sets, a smoke-profile champion, Chromium.
 
 Every test runs the smoke profile; the environment is set here, before the code location
 is imported, exactly as `SKIN_CANCER_PROFILE=smoke make dev` would.
@@ -13,6 +13,7 @@ import pytest
 os.environ["SKIN_CANCER_PROFILE"] = "smoke"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from tests.browser import chromium  # noqa: E402
 from tests.helpers import VENV_BIN, Service, free_port, wait_for_http  # noqa: E402
 from tests.resources.s3_support import S3Server  # noqa: E402
 
@@ -118,3 +119,20 @@ def smoke_champion(mlflow_server, tmp_path_factory) -> dict:
         "model_uri": f"models:/{champion['name']}@champion",
         "champion": champion,
     }
+
+
+def pytest_collection_modifyitems(items):
+    """The tests that use the browser run last, in their collected order.
+
+    From the first browser test to the end of the session, Playwright's loop is the main
+    thread's running loop (tests/browser.py): a test after them that runs asyncio in the
+    main thread (asyncio.run, anyio, a loop's run_until_complete) would fail there.
+    """
+    items.sort(key=lambda item: "browser" in getattr(item, "fixturenames", ()))
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """The session's one headless Chromium (tests/browser.py says why only one)."""
+    with chromium() as browser:
+        yield browser

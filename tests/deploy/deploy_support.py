@@ -17,7 +17,7 @@ DEPLOY = REPO / "deploy"
 COMPOSE_FILE = DEPLOY / "docker" / "docker-compose.yaml"
 ENV_EXAMPLE = DEPLOY / "docker" / ".env.example"
 K8S = DEPLOY / "k8s"
-ARCHITECTURE = REPO.parent / "shared" / "ARCHITECTURE.md"
+ARCHITECTURE = REPO / "ARCHITECTURE.md"
 
 # Image name (repository part) -> the Dockerfile that builds it, context = repository root.
 BUILT_IMAGES = {
@@ -91,8 +91,7 @@ def env_example() -> dict[str, str]:
 def documented_variables() -> set[str]:
     """Variables a deployment may set: documented, read by the project's code, or by a tool."""
     names = set(env_example()) | set(THIRD_PARTY_VARIABLES)
-    if ARCHITECTURE.exists():
-        names |= set(re.findall(r"`([A-Z][A-Z0-9_]+)`", ARCHITECTURE.read_text()))
+    names |= set(re.findall(r"`([A-Z][A-Z0-9_]+)`", ARCHITECTURE.read_text()))
     for package in ("skin_cancer_assets", "resources", "serving", "streamlit_app"):
         for source in (REPO / package).rglob("*.py"):
             names |= set(re.findall(r"[\"']([A-Z][A-Z0-9_]{2,})[\"']", source.read_text()))

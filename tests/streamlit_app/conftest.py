@@ -1,4 +1,5 @@
-"""Real processes for the app's tests: serving with the smoke champion, the Streamlit app, Chromium."""
+"""Real processes for the app's tests: serving with the smoke champion, the Streamlit app; pages of
+the session's Chromium (tests/conftest.py)."""
 
 import os
 import shutil
@@ -7,7 +8,6 @@ from pathlib import Path
 import pytest
 from tests.helpers import free_port
 from tests.streamlit_app.app_services import REPO_ROOT, start_serving, start_streamlit
-from tests.streamlit_app.chromium import chromium
 
 def first_image(dataset: Path, label: str) -> Path:
     images = sorted((dataset / "test" / label).glob("*.jpg"))
@@ -73,12 +73,6 @@ def app_url(serving_url, tmp_path_factory):
     service, url = start_streamlit(serving_url, tmp_path_factory.mktemp("streamlit") / "streamlit.log")
     yield url
     service.stop()
-
-
-@pytest.fixture(scope="session")
-def browser():
-    with chromium() as browser:
-        yield browser
 
 
 @pytest.fixture

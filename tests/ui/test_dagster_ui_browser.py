@@ -16,7 +16,6 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
 from tests.helpers import VENV_BIN, Service, free_port, wait_for_http
-from tests.streamlit_app.chromium import chromium
 
 pytestmark = pytest.mark.slow
 
@@ -110,12 +109,6 @@ def dagster_ui(mlflow_server, tmp_path_factory):
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         for service in services:
             shutil.copy(service.log_path, ARTIFACTS / service.log_path.name)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium() as browser:
-        yield browser
 
 
 @pytest.fixture

@@ -69,6 +69,13 @@ THIRD_PARTY_VARIABLES = {
 }
 
 
+PACKAGES = ("skin_cancer_contract", "skin_cancer_assets", "resources", "serving", "streamlit_app")
+ENVIRONMENT_READ = re.compile(
+    r"(?:environ\.get\(|environ\[|getenv\(|EnvVar\(|_env_or\(|_config_env\(|_number\()\s*[\"']([A-Z][A-Z0-9_]+)[\"']"
+)
+"""A variable the project's code reads from the environment, directly or through its helpers."""
+
+
 def load_yaml(path: Path):
     return yaml.safe_load(path.read_text())
 
@@ -92,9 +99,9 @@ def documented_variables() -> set[str]:
     """Variables a deployment may set: documented, read by the project's code, or by a tool."""
     names = set(env_example()) | set(THIRD_PARTY_VARIABLES)
     names |= set(re.findall(r"`([A-Z][A-Z0-9_]+)`", ARCHITECTURE.read_text()))
-    for package in ("skin_cancer_assets", "resources", "serving", "streamlit_app"):
+    for package in PACKAGES:
         for source in (REPO / package).rglob("*.py"):
-            names |= set(re.findall(r"[\"']([A-Z][A-Z0-9_]{2,})[\"']", source.read_text()))
+            names |= set(ENVIRONMENT_READ.findall(source.read_text()))
     for script in DEPLOY.rglob("*.sh"):
         names |= set(re.findall(r"\$\{([A-Z][A-Z0-9_]+)", script.read_text()))
     names |= {name for name in _dagster_variables() if name.startswith("DAGSTER_")}

@@ -82,6 +82,12 @@ def test_sets_only_known_variables(compose):
     assert not unknown, f"variables nothing in the repository reads or documents: {sorted(unknown)}"
 
 
+def test_known_variables_are_environment_reads_not_any_capitalised_string():
+    known = documented_variables()
+    assert {"SERVING_MAX_BATCH", "AWS_PREFIX", "MLFLOW_UI_URL"} <= known  # read through the code's own helpers
+    assert not {"JPEG", "PNG", "RGB"} & known  # string literals in the code, not variables
+
+
 def test_images_are_built_here_or_pinned_public(compose):
     for name, service in compose["services"].items():
         image = interpolate(service["image"])

@@ -62,6 +62,8 @@ THIRD_PARTY_VARIABLES = {
     "NETWORKS": "docker-socket-proxy",
     "IMAGES": "docker-socket-proxy",
     "POST": "docker-socket-proxy",
+    "MLFLOW_PG_HOST": "deploy/k8s/mlflow.yaml: the backend store URI of the MLflow server",
+    "MLFLOW_PG_USER": "deploy/k8s/mlflow.yaml: the backend store URI of the MLflow server",
     "PGHOST": "psql",
     "PGUSER": "psql",
     "PGPASSWORD": "psql",

@@ -23,6 +23,9 @@ class ModelSpec:
     description: str
     build_network: Callable[[keras.KerasTensor, TrainingConfig], keras.KerasTensor]
     """Maps scaled float images (already resized to `config.image_size`) to a feature tensor."""
+    block_of_layer: Callable[[str], int | None] | None = None
+    """For a pretrained backbone: the block a layer (by name) belongs to, None outside the backbone.
+    Training then freezes it for `frozen_epochs` and fine-tunes from `fine_tune_from_block`."""
     cross_validated: bool = False
     """Train one network per fold and serve their average."""
     defaults: dict = field(default_factory=dict)

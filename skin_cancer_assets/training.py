@@ -93,13 +93,7 @@ def _fit(spec, config, images, labels, train_idx, val_idx, name, on_epoch) -> tu
     import keras
 
     model = build_model(spec, config, images.shape[1], name)
-    model.compile(
-        optimizer=_optimizer(config, steps_per_epoch=math.ceil(len(train_idx) / config.batch_size)),
-        loss="binary_crossentropy",
-        metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")],
-        jit_compile=False,  # XLA compiles for minutes on a CPU before the first step
-        run_eagerly=config.run_eagerly,
-    )
+    steps_per_epoch = math.ceil(len(train_idx) / config.batch_size)
     callbacks = [keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: on_epoch(epoch, dict(logs)))]
     if config.early_stopping_patience > 0:
         callbacks.append(
@@ -107,25 +101,69 @@ def _fit(spec, config, images, labels, train_idx, val_idx, name, on_epoch) -> tu
                 monitor="val_auc", mode="max", patience=config.early_stopping_patience, restore_best_weights=True
             )
         )
-    history = model.fit(
-        images[train_idx],
-        labels[train_idx],
-        validation_data=(images[val_idx], labels[val_idx]),
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        class_weight=_class_weights(labels[train_idx]) if config.class_weighting else None,
-        callbacks=callbacks,
-        verbose=0,
-    )
-    return model, {name: [float(v) for v in values] for name, values in history.history.items()}
+    history = {}
+    for epochs, learning_rate, first_trained_block in _phases(spec, config):
+        if spec.block_of_layer:
+            _train_backbone_from(model, spec.block_of_layer, first_trained_block)
+        model.compile(  # again in every phase: Keras applies `trainable` changes when compiling
+            optimizer=_optimizer(config, learning_rate, decay_steps=len(epochs) * steps_per_epoch),
+            loss="binary_crossentropy",
+            metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")],
+            jit_compile=False,  # XLA compiles for minutes on a CPU before the first step
+            run_eagerly=config.run_eagerly,
+        )
+        fitted = model.fit(
+            images[train_idx],
+            labels[train_idx],
+            validation_data=(images[val_idx], labels[val_idx]),
+            initial_epoch=epochs.start,
+            epochs=epochs.stop,
+            batch_size=config.batch_size,
+            class_weight=_class_weights(labels[train_idx]) if config.class_weighting else None,
+            callbacks=callbacks,
+            verbose=0,
+        )
+        for metric, values in fitted.history.items():
+            history.setdefault(metric, []).extend(float(v) for v in values)
+    return model, history
 
 
-def _optimizer(config: TrainingConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+def _phases(spec: ModelSpec, config: TrainingConfig) -> list[tuple[range, float, float]]:
+    """(epochs, learning rate, first backbone block that trains) of each training phase.
+
+    A pretrained backbone first stays frozen while the new head learns, so the head's first, large
+    gradients cannot wreck the pretrained features; then its top blocks fine-tune at a lower rate.
+    Other models train whole in one phase.
+    """
+    if spec.block_of_layer is None:
+        if config.frozen_epochs or config.fine_tune_learning_rate is not None:
+            raise ValueError(f"{spec.name} has no pretrained backbone: frozen_epochs and fine_tune_learning_rate do not apply")
+        return [(range(config.epochs), config.learning_rate, 0)]
+    frozen = min(config.frozen_epochs, config.epochs)
+    fine_tune_rate = config.learning_rate if config.fine_tune_learning_rate is None else config.fine_tune_learning_rate
+    phases = [
+        (range(frozen), config.learning_rate, math.inf),  # no block trains
+        (range(frozen, config.epochs), fine_tune_rate, config.fine_tune_from_block),
+    ]
+    return [phase for phase in phases if phase[0]]
+
+
+def _train_backbone_from(model: keras.Model, block_of_layer: Callable[[str], int | None], first_block: float) -> None:
+    """Backbone layers train from block `first_block` up; batch normalization stays frozen everywhere:
+    it then normalizes with the pretrained statistics rather than those of small, skewed batches."""
     import keras
 
-    learning_rate = config.learning_rate
+    for layer in model.layers:
+        block = block_of_layer(layer.name)
+        if block is not None:
+            layer.trainable = block >= first_block and not isinstance(layer, keras.layers.BatchNormalization)
+
+
+def _optimizer(config: TrainingConfig, learning_rate: float, decay_steps: int) -> keras.optimizers.Optimizer:
+    import keras
+
     if config.cosine_decay:
-        learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=config.epochs * steps_per_epoch)
+        learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=decay_steps)
     return keras.optimizers.get({"class_name": config.optimizer, "config": {"learning_rate": learning_rate}})
 
 

@@ -28,6 +28,19 @@ class TrainingConfig(dg.Config):
     image_size: int = Field(
         default=224, description="Side the model resizes its input to before the network (inside the model)."
     )
+    frozen_epochs: int = Field(
+        default=0,
+        description="Models with a pretrained backbone: the first of `epochs` train only the head on the backbone's "
+        "frozen features, at `learning_rate`.",
+    )
+    fine_tune_from_block: int = Field(
+        default=0,
+        description="Models with a pretrained backbone: after `frozen_epochs`, its blocks from this one up train too "
+        "(0: all of them); batch normalization keeps its pretrained statistics.",
+    )
+    fine_tune_learning_rate: float | None = Field(
+        default=None, description="Learning rate after `frozen_epochs`; empty: `learning_rate`."
+    )
     augment: bool = Field(default=False, description="Random flips, rotations, zoom and contrast while training.")
     class_weighting: bool = Field(default=False, description="Weight classes inversely to their frequency.")
     early_stopping_patience: int = Field(

@@ -33,8 +33,8 @@ def test_smoke_graph_on_postgres_with_the_multiprocess_executor(postgres_instanc
     with dg.DagsterInstance.from_config(str(postgres_instance["dagster_home"])) as instance:
         runs = instance.get_runs(filters=dg.RunsFilter(job_name="train_and_elect"))
         assert runs and runs[0].status == dg.DagsterRunStatus.SUCCESS
-        for name in ("raw_images", "basic_cnn", "resnet50", "crossval_cnn", "champion_model"):
+        for name in ("raw_images", "basic_cnn", "resnet50", "crossval_cnn", "efficientnet_lite0", "champion_model"):
             assert instance.get_latest_materialization_event(dg.AssetKey(name)) is not None
     client = mlflow.MlflowClient(postgres_instance["tracking_uri"])
     champion = client.get_model_version_by_alias(REGISTERED_MODEL_NAME, "champion")
-    assert champion.tags["model_class"] in {"basic_cnn", "resnet50", "crossval_cnn"}
+    assert champion.tags["model_class"] in {"basic_cnn", "resnet50", "crossval_cnn", "efficientnet_lite0"}

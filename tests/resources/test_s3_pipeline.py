@@ -23,6 +23,7 @@ STORED = {
     "basic_cnn.keras",
     "resnet50.keras",
     "crossval_cnn.keras",
+    "efficientnet_lite0.keras",
     "champion_model.json",
 }
 

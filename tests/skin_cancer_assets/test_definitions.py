@@ -28,7 +28,7 @@ def test_every_asset_of_the_lineage_exists_in_its_group():
         "champion_model": "selection",
         "serving_deployment": "serving",
     }
-    assert MODELS == {"basic_cnn", "resnet50", "crossval_cnn"}
+    assert MODELS == {"basic_cnn", "resnet50", "crossval_cnn", "efficientnet_lite0"}
 
 
 def test_lineage_runs_from_raw_images_to_serving():

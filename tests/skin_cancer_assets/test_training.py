@@ -1,5 +1,7 @@
 """Training helpers on real numbers: the learning rate, the recipes."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -45,3 +47,46 @@ def test_cosine_decay_takes_the_learning_rate_to_zero_over_the_epochs():
     assert schedule["class_name"] == "CosineDecay" and schedule["config"]["initial_learning_rate"] == 0.01
     assert schedule["config"]["decay_steps"] == 2  # 4 training images in batches of 4, 2 epochs
     assert float(model.optimizer.learning_rate) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_a_pretrained_backbone_trains_the_head_first_then_its_top_blocks():
+    """The zoo's pretrained model: its head alone in the frozen epochs, then blocks from `fine_tune_from_block`."""
+    from skin_cancer_assets.efficientnet_lite import read_torch_legacy, weights_path
+    from skin_cancer_assets.training_config import config_class_for
+
+    spec = next(spec for spec in ZOO if spec.block_of_layer)
+    config = config_class_for(spec.name, spec.defaults)().model_copy(
+        update={
+            "epochs": 2, "frozen_epochs": 1, "fine_tune_from_block": 14, "learning_rate": 0.01,
+            "fine_tune_learning_rate": 0.002, "cosine_decay": False, "batch_size": 4, "image_size": 32,
+            "validation_split": 0.5, "run_eagerly": True,
+        }
+    )
+    assert training._phases(spec, config) == [(range(0, 1), 0.01, math.inf), (range(1, 2), 0.002, 14)]
+    assert training._phases(spec, config.model_copy(update={"epochs": 1, "frozen_epochs": 2})) == [
+        (range(0, 1), 0.01, math.inf)  # the smoke profile's single epoch: the head only
+    ]
+    pretrained = build_model(spec, config, input_size=48)
+    checkpoint = read_torch_legacy(weights_path())["_blocks.0._depthwise_conv.weight"]
+    np.testing.assert_array_equal(pretrained.get_layer("block0_depthwise_conv").get_weights()[0], checkpoint.transpose(2, 3, 0, 1))
+
+    images, labels = np.random.default_rng(3).integers(0, 256, (8, 48, 48, 3), dtype=np.uint8), np.array([0, 1] * 4)
+    head_only = training.train(spec, config.model_copy(update={"epochs": 1}), images, labels, lambda *_: None)
+    assert _changed_layers(head_only.model, pretrained) == {"malignant"}
+
+    epochs = []
+    trained = training.train(spec, config, images, labels, lambda prefix, epoch, metrics: epochs.append(epoch))
+    assert epochs == [0, 1] and len(trained.history["loss"]) == 2
+    assert float(trained.model.optimizer.learning_rate) == pytest.approx(0.002)
+    tuned = {"block14_expand_conv", "block14_depthwise_conv", "block14_project_conv", "block15_expand_conv",
+             "block15_depthwise_conv", "block15_project_conv", "top_conv"}  # batch norms keep their statistics
+    assert _changed_layers(trained.model, pretrained) == tuned | {"malignant"}
+
+
+def _changed_layers(model, before) -> set[str]:
+    return {
+        layer.name
+        for layer in model.layers
+        if layer.weights
+        and not all(np.array_equal(a, b) for a, b in zip(layer.get_weights(), before.get_layer(layer.name).get_weights()))
+    }

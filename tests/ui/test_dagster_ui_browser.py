@@ -30,6 +30,7 @@ LINEAGE = [
     "basic_cnn",
     "resnet50",
     "crossval_cnn",
+    "efficientnet_lite0",
     "champion_model",
     "serving_deployment",
 ]

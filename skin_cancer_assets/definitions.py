@@ -6,17 +6,17 @@ from skin_cancer_assets.assets.champion import champion_model
 from skin_cancer_assets.assets.data import preprocessed_arrays, raw_images
 from skin_cancer_assets.assets.deployment import serving_deployment
 from skin_cancer_assets.assets.models import model_assets
-from skin_cancer_assets.environment import build_resources, executor_from_env, profile_from_env
+from skin_cancer_assets.environment import build_resources, executor_from_env, gpu_step_tags, profile_from_env
 from skin_cancer_assets.jobs import deploy_champion, train_and_elect
 from skin_cancer_assets.profiles import Profile
 from skin_cancer_assets.sensors import redeploy_on_new_champion
 
 
-def build_defs(profile: Profile) -> dg.Definitions:
+def build_defs(profile: Profile, gpu_tags: dict | None = None) -> dg.Definitions:
     """The whole graph for `profile`: it reaches the assets as the `profile` resource and sets the
-    model assets' launchpad defaults."""
+    model assets' launchpad defaults. `gpu_tags` go on the steps of models that want a GPU."""
     return dg.Definitions(
-        assets=[raw_images, preprocessed_arrays, *model_assets(profile), champion_model, serving_deployment],
+        assets=[raw_images, preprocessed_arrays, *model_assets(profile, gpu_tags or {}), champion_model, serving_deployment],
         jobs=[train_and_elect, deploy_champion],
         sensors=[redeploy_on_new_champion],
         resources=build_resources(profile),
@@ -24,4 +24,4 @@ def build_defs(profile: Profile) -> dg.Definitions:
     )
 
 
-defs = build_defs(profile_from_env())
+defs = build_defs(profile_from_env(), gpu_step_tags())

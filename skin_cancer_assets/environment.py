@@ -55,6 +55,27 @@ def executor_from_env() -> dg.ExecutorDefinition:
     raise ValueError(f"DAGSTER_EXECUTOR={kind!r}: choose multiprocess, docker or k8s")
 
 
+def gpu_step_tags() -> dict:
+    """SKIN_CANCER_K8S_GPU=1: on Kubernetes (k8s_job_executor) the steps of models that want a GPU
+    request one and tolerate GPU nodes. Off by default, so a cluster without GPU nodes never leaves
+    a step Pending."""
+    if os.environ.get("SKIN_CANCER_K8S_GPU") != "1":
+        return {}
+    return {
+        "dagster-k8s/config": {
+            "container_config": {
+                "resources": {
+                    "requests": {"cpu": "4", "memory": "16Gi", "nvidia.com/gpu": "1"},
+                    "limits": {"memory": "24Gi", "nvidia.com/gpu": "1"},
+                }
+            },
+            "pod_spec_config": {
+                "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+            },
+        }
+    }
+
+
 def _env_or(name: str, default=None):
     """An EnvVar when the variable is set (read at run time), else the default."""
     return dg.EnvVar(name) if os.environ.get(name) else default

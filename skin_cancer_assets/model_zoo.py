@@ -32,6 +32,8 @@ class ModelSpec:
     defaults: dict = field(default_factory=dict)
     """This model's training defaults, replacing the seed's `model_params`."""
     op_tags: dict = field(default_factory=dict)
+    wants_gpu: bool = False
+    """Given a GPU where one is offered (see `environment.gpu_step_tags`); CPU-only clusters never wait for one."""
 
 
 def build_model(spec: ModelSpec, config: TrainingConfig, input_size: int, name: str | None = None) -> keras.Model:
@@ -119,19 +121,7 @@ ZOO: tuple[ModelSpec, ...] = (
         description="ResNet50 trained from random weights, at 32 px (about 10 images/s on one core here).",
         build_network=resnet50_network,
         defaults={**RECIPE, "epochs": 1, "image_size": 32},
-        op_tags={  # on Kubernetes (k8s_job_executor) this step gets a GPU node
-            "dagster-k8s/config": {
-                "container_config": {
-                    "resources": {
-                        "requests": {"cpu": "4", "memory": "16Gi", "nvidia.com/gpu": "1"},
-                        "limits": {"memory": "24Gi", "nvidia.com/gpu": "1"},
-                    }
-                },
-                "pod_spec_config": {
-                    "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
-                },
-            }
-        },
+        wants_gpu=True,
     ),
     ModelSpec(
         name="crossval_cnn",

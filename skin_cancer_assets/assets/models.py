@@ -19,7 +19,7 @@ from skin_cancer_contract.registry import REGISTERED_MODEL_NAME
 FIGURES = ("learning_curves.png", "confusion_matrix.png")
 
 
-def model_asset(spec: ModelSpec, profile: Profile) -> dg.AssetsDefinition:
+def model_asset(spec: ModelSpec, profile: Profile, gpu_tags: dict) -> dg.AssetsDefinition:
     """A Dagster asset that trains `spec`, logs it to its own MLflow run and registers it."""
     config_class = config_class_for(spec.name, {**spec.defaults, **profile.training_overrides})
     parallel_steps = min(len(ZOO), os.cpu_count() or 1)
@@ -29,7 +29,7 @@ def model_asset(spec: ModelSpec, profile: Profile) -> dg.AssetsDefinition:
         group_name="training",
         description=spec.description,
         code_version=code_version(spec.build_network, build_model, training),
-        op_tags=spec.op_tags,
+        op_tags={**spec.op_tags, **(gpu_tags if spec.wants_gpu else {})},
         kinds={"tensorflow", "mlflow"},
     )
     def _train_asset(
@@ -143,5 +143,5 @@ def _register(model, example_images: np.ndarray, example_probs: np.ndarray) -> s
     return str(mlflow.register_model(f"runs:/{run_id}/model", REGISTERED_MODEL_NAME).version)
 
 
-def model_assets(profile: Profile) -> list[dg.AssetsDefinition]:
-    return [model_asset(spec, profile) for spec in ZOO]
+def model_assets(profile: Profile, gpu_tags: dict) -> list[dg.AssetsDefinition]:
+    return [model_asset(spec, profile, gpu_tags) for spec in ZOO]

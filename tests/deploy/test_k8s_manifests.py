@@ -6,6 +6,7 @@ import json
 import re
 import tomllib
 
+import dagster as dg
 import kubernetes_validate
 import pytest
 
@@ -158,20 +159,39 @@ def test_helm_user_deployment_runs_the_code_image_with_the_k8s_executor(values, 
         assert {ref["name"] for ref in holder["envSecrets"]} <= SECRETS
 
 
-def test_resnet50_step_job_requests_a_gpu():
-    """The Job that k8s_job_executor builds for the resnet50 step, from the asset's op tags."""
+def _step_job(asset: dg.AssetsDefinition) -> dict:
+    """The Job that k8s_job_executor builds for an asset's step, from its op tags."""
     from dagster_k8s.job import DagsterK8sJobConfig, construct_dagster_k8s_job, get_user_defined_k8s_config
 
-    from skin_cancer_assets.model_zoo import ZOO
-
-    (spec,) = [spec for spec in ZOO if spec.name == "resnet50"]
-    tags = {key: value if isinstance(value, str) else json.dumps(value) for key, value in spec.op_tags.items()}
+    tags = {key: value if isinstance(value, str) else json.dumps(value) for key, value in asset.op.tags.items()}
     user_config = get_user_defined_k8s_config(tags)  # raises on a tag the executor would reject
-    job = construct_dagster_k8s_job(
+    return construct_dagster_k8s_job(
         DagsterK8sJobConfig(job_image="skin-cancer-code:latest", dagster_home="/opt/dagster/dagster_home"),
         ["dagster", "api", "execute_step"],
-        "dagster-step-resnet50",
+        f"dagster-step-{asset.key.to_user_string()}",
         user_defined_k8s_config=user_config,
     ).to_dict()
-    (container,) = job["spec"]["template"]["spec"]["containers"]
+
+
+def _model_steps(gpu_tags: dict) -> dict[str, dict]:
+    from skin_cancer_assets.definitions import build_defs
+    from skin_cancer_assets.model_zoo import ZOO
+    from skin_cancer_assets.profiles import profile_named
+
+    defs = build_defs(profile_named("default"), gpu_tags)
+    return {spec.name: _step_job(defs.get_assets_def(spec.name)) for spec in ZOO}
+
+
+def test_gpu_requests_are_opt_in_and_only_for_models_that_want_one():
+    from skin_cancer_assets.environment import gpu_step_tags
+
+    for job in _model_steps({}).values():  # the default: a cluster without GPU nodes runs every step
+        (container,) = job["spec"]["template"]["spec"]["containers"]
+        assert "nvidia.com/gpu" not in str(container.get("resources"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SKIN_CANCER_K8S_GPU", "1")
+        jobs = _model_steps(gpu_step_tags())
+    wanted = {name for name, job in jobs.items() if "nvidia.com/gpu" in str(job["spec"]["template"]["spec"]["containers"])}
+    assert wanted == {"resnet50"}
+    (container,) = jobs["resnet50"]["spec"]["template"]["spec"]["containers"]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"

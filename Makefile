@@ -14,9 +14,14 @@ MLFLOW_PORT ?= 5000
 # The local state of the embedded defaults; the test suites make their own in temporary folders.
 run smoke dev dev-postgres: export SKIN_CANCER_STATE := $(STATE)
 run smoke dev dev-postgres: export DAGSTER_HOME := $(DAGSTER_HOME)
+dev dev-postgres: export DAGSTER_PORT MLFLOW_PORT SERVING_PORT APP_PORT
 
-.PHONY: install run smoke test test-fast dev serve app upload-data dev-postgres postgres-down \
+.DEFAULT_GOAL := help
+.PHONY: help install run smoke test test-fast dev serve app upload-data dev-postgres postgres-down \
 	bench bench-preprocess bench-io bench-serving bench-quality bench-recipes lint-docker compose-up compose-down clean
+
+help:  ## This list.
+	@grep -E '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 20
 
 install: $(BIN)/dagster  ## Python environment from the lock file (uv).
 $(BIN)/dagster: pyproject.toml uv.lock
@@ -27,10 +32,10 @@ $(BIN)/dagster: pyproject.toml uv.lock
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	@mkdir -p $(DAGSTER_HOME) && cp dagster.yaml $@
 
-run: install $(DAGSTER_HOME)/dagster.yaml  ## The whole graph on the full data set, local defaults; prints the champion.
+run: install $(DAGSTER_HOME)/dagster.yaml  ## Train and elect (job train_and_elect) on the full data set, local defaults; prints the champion.
 	$(BIN)/python -m skin_cancer_assets.cli
 
-smoke: install $(DAGSTER_HOME)/dagster.yaml  ## The whole graph on a small real subset in about a minute.
+smoke: install $(DAGSTER_HOME)/dagster.yaml  ## The same job on a small real subset in a few minutes.
 	SKIN_CANCER_PROFILE=smoke $(BIN)/python -m skin_cancer_assets.cli
 
 test: install  ## Every test suite in one run (starts its own MLflow, S3, Postgres, serving, Dagster, browser).
@@ -50,7 +55,7 @@ serve: install  ## Serving alone (MODEL_URI, MLFLOW_TRACKING_URI).
 app: install  ## The Streamlit app alone (SERVING_URL).
 	$(BIN)/streamlit run streamlit_app/app.py --server.address 127.0.0.1 --server.port $(APP_PORT) --server.headless true
 
-upload-data: install  ## Copy the local data set to s3://$$AWS_BUCKET/data (seed layout).
+upload-data: install  ## Copy the local data set to s3://AWS_BUCKET/data (seed layout).
 	$(BIN)/python -m skin_cancer_assets.upload_data s3://$(AWS_BUCKET)/data
 
 PG_STATE ?= /tmp/skin-cancer-pg

@@ -29,8 +29,7 @@ METRIC_LABELS = {f"test_{name}": label for name, label in LABEL_OF_METRIC.items(
 THUMBNAIL_WIDTH = 160
 STATUS_TTL_S = 5
 STATUS_REFRESH_S = 10
-THUMBNAIL_MAX_PIXELS = 40_000_000
-"""Serving's default MAX_IMAGE_PIXELS: a larger upload gets no preview (and serving refuses it)."""
+THUMBNAIL_MAX_PIXELS = 40_000_000  # serving's default MAX_IMAGE_PIXELS: larger uploads get no preview
 
 
 @st.cache_resource

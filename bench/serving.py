@@ -5,9 +5,10 @@
 Without a tracking URI it starts a throwaway `mlflow server` and registers the zoo's
 basic_cnn at 224 px (random weights: inference cost does not depend on them). For each
 target it measures p50/p99 latency and requests/s at 1, 8 and 32 concurrent clients, then
-prints a table with the ratios to the targets of issue 4:
+prints a table with the ratios to the targets of issues 4 and 13:
   p50 at one client <= 1.3x the in-process call plus decode; throughput at 8 clients >= 10x
-  `mlflow models serve`.
+  `mlflow models serve`; the Open Inference Protocol's infer (the same JPEG as a BYTES tensor
+  in the binary extension) p50 at one client <= 1.2x /predict's.
 It also measures the reload latency (POST /admin/reload to the new version answering),
 serving's share of a redeploy. The full redeploy latency (champion materialization ->
 sensor -> deploy job -> new version answering) needs the Dagster daemon and is not
@@ -236,6 +237,15 @@ def reload_latency(url: str, tracking_uri: str, model_uri: str, jpeg: bytes) -> 
         client.set_registered_model_alias(name, alias, current.version)
 
 
+def v2_request(jpeg: bytes) -> tuple[bytes, dict]:
+    """A V2 infer body with the JPEG as a one-element BYTES tensor in Triton's binary extension."""
+    raw = len(jpeg).to_bytes(4, "little") + jpeg
+    header = json.dumps(
+        {"inputs": [{"name": "image_files", "datatype": "BYTES", "shape": [1], "parameters": {"binary_data_size": len(raw)}}]}
+    ).encode()
+    return header + raw, {"Inference-Header-Content-Length": str(len(header)), "Content-Type": "application/octet-stream"}
+
+
 def print_table(rows: list[Result], in_process: list[Result], mlflow_serve: list[Result], reload: tuple | None) -> None:
     print(f"\n{'target':<32} {'clients':>7} {'requests':>8} {'p50 ms':>9} {'p99 ms':>9} {'req/s':>8}")
     for row in rows:
@@ -245,13 +255,16 @@ def print_table(rows: list[Result], in_process: list[Result], mlflow_serve: list
     serving = {r.clients: r for r in rows if r.target == "serving (this app)"}
     base = {r.clients: r for r in in_process}
     mlflow_at = {r.clients: r for r in mlflow_serve}
+    v2 = {r.clients: r for r in rows if r.target == "serving V2 infer"}
     p50_ratio = serving[1].p50_ms / base[1].p50_ms
     rps_ratio = serving[8].rps / mlflow_at[8].rps
+    v2_ratio = v2[1].p50_ms / serving[1].p50_ms
     print("\ntarget checks")
     print(f"  p50 at 1 client vs in-process decode+predict: {p50_ratio:.2f}x (target <= 1.3x) "
           f"{'PASS' if p50_ratio <= 1.3 else 'FAIL'}")
     print(f"  throughput at 8 clients vs mlflow models serve: {rps_ratio:.1f}x (target >= 10x) "
           f"{'PASS' if rps_ratio >= 10 else 'FAIL'}")
+    print(f"  V2 infer p50 at 1 client vs /predict: {v2_ratio:.2f}x (target <= 1.2x) {'PASS' if v2_ratio <= 1.2 else 'FAIL'}")
     if reload:
         seconds, old, new = reload
         print(f"  reload latency (POST /admin/reload -> version {new} answers, was {old}): {seconds:.1f} s "
@@ -294,6 +307,9 @@ def main() -> None:
         services.append(serving)
         files = {"file": ("lesion.jpg", jpeg, "image/jpeg")}
         ours = bench_http("serving (this app)", url, lambda c: c.post("/predict", files=files), budget)
+        infer_path = f"/v2/models/{REGISTERED_MODEL_NAME}/infer"
+        v2_body, v2_headers = v2_request(jpeg)
+        ours += bench_http("serving V2 infer", url, lambda c: c.post(infer_path, content=v2_body, headers=v2_headers), budget)
         reload = reload_latency(url, tracking_uri, model_uri, jpeg) if aliased else None
         serving.stop()
         print("serving done", flush=True)

@@ -1,23 +1,25 @@
 """The FastAPI model server: `uvicorn serving.app:app`.
 
-The model is loaded in the background at start and on `POST /admin/reload`, never per
-request; the server answers /health at once and /predict as soon as a model is loaded.
-Concurrent /predict requests are batched into one model call (see serving.batcher).
+The model is loaded in the background at start (retried until one exists) and on
+`POST /admin/reload`, never per request; the server answers /health at once and /predict as
+soon as a model is loaded. Concurrent requests, from /predict and from the Open Inference
+Protocol's /v2 routes alike, are batched into shared model calls (see serving.batcher).
 """
 
-import asyncio
 import hmac
 import logging
 from contextlib import asynccontextmanager
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from serving import metrics
+from serving import metrics, v2
 from serving.batcher import MicroBatcher
+from serving.errors import ApiError, install_error_handlers
 from serving.holder import ModelHolder
+from serving.inference import classify, decode_off_loop, decode_pool, served_model, settings_of
 from serving.model import LoadedModel, load_model
 from serving.schemas import (
     Error,
@@ -33,7 +35,7 @@ from serving.schemas import (
     ReloadStatus,
 )
 from serving.settings import Settings
-from serving.uploads import FIELD, MAX_FILES, UploadError, decode_uploads, read_uploads
+from serving.uploads import FIELD, decode_uploads, read_uploads
 from skin_cancer_contract.data import label_name
 from skin_cancer_contract.registry import REGISTERED_MODEL_NAME
 
@@ -52,13 +54,19 @@ def _log_to_stderr() -> None:
 async def lifespan(app: FastAPI):
     _log_to_stderr()
     settings = Settings.from_env()
-    holder = ModelHolder(settings.model_uri, load_model, on_load=metrics.record_load)
-    batcher = MicroBatcher(settings.max_batch, settings.batch_wait_s, on_batch=metrics.BATCH_SIZE.observe)
+    holder = ModelHolder(
+        settings.model_uri, load_model, on_load=metrics.record_load, retry_max_s=settings.load_retry_max_s
+    )
+    batcher = MicroBatcher(
+        settings.max_batch, settings.batch_wait_s, settings.predict_timeout_s, on_batch=metrics.BATCH_SIZE.observe
+    )
     app.state.settings, app.state.holder, app.state.batcher = settings, holder, batcher
+    app.state.decode_pool = decode_pool()
     batcher.start()
     holder.reload()
     yield
     await batcher.stop()
+    app.state.decode_pool.shutdown(wait=False, cancel_futures=True)
 
 
 app = FastAPI(
@@ -67,11 +75,16 @@ app = FastAPI(
     version="1.0.0",
     lifespan=lifespan,
 )
-app.add_middleware(metrics.MetricsMiddleware)
+install_error_handlers(app)
+metrics.instrument(app)
+app.include_router(v2.router)
 _admin_bearer = HTTPBearer(auto_error=False, description="the server's SERVING_ADMIN_TOKEN")
 
 _CLIENT_ERRORS = {code: {"model": Error} for code in (400, 413, 415, 422)}
-_NO_MODEL = {503: {"model": Error, "description": "No model is loaded yet (or it failed to load)."}}
+_NO_MODEL = {
+    500: {"model": Error, "description": "The model failed (details in the server log)."},
+    503: {"model": Error, "description": "No model is loaded yet, or the model call timed out."},
+}
 _PREDICT_BODY = {
     "requestBody": {
         "required": True,
@@ -84,7 +97,8 @@ _PREDICT_BODY = {
                         FIELD: {
                             "type": "array",
                             "items": {"type": "string", "format": "binary"},
-                            "description": f"One or more JPEG or PNG images of any size and colour mode (at most {MAX_FILES}).",
+                            "description": "One or more JPEG or PNG images of any size and colour mode "
+                            "(at most MAX_FILES images, MAX_IMAGE_PIXELS each, MAX_REQUEST_PIXELS together).",
                         }
                     },
                 }
@@ -94,24 +108,12 @@ _PREDICT_BODY = {
 }
 
 
-@app.exception_handler(UploadError)
-async def _upload_error(request: Request, error: UploadError) -> JSONResponse:
-    return JSONResponse({"detail": error.detail}, status_code=error.status_code)
-
-
 async def _holder(request: Request) -> ModelHolder:  # async: sync dependencies cost a thread hop
     return request.app.state.holder
 
 
-def _settings(request: Request) -> Settings:
-    return request.app.state.settings
-
-
-async def _served_model(holder: ModelHolder = Depends(_holder)) -> LoadedModel:
-    model = holder.current
-    if model is None:
-        raise HTTPException(503, f"no model loaded: {holder.not_ready_reason()}")
-    return model
+async def _served_model(request: Request) -> LoadedModel:
+    return served_model(request)
 
 
 @app.get("/health", response_model=Health)
@@ -130,14 +132,21 @@ async def ready(holder: ModelHolder = Depends(_holder)):
 
 
 @app.get("/info", response_model=Info)
-async def info(holder: ModelHolder = Depends(_holder)):
-    """Name and version of the served model (version null until one is loaded)."""
+async def info(request: Request, holder: ModelHolder = Depends(_holder)):
+    """Name and version of the served model (version null until one is loaded), and the upload limits."""
     model = holder.current
+    settings: Settings = request.app.state.settings
     return {
         "name": model.name if model else REGISTERED_MODEL_NAME,
         "version": model.version if model else None,
         "model_class": model.model_class if model else None,
         "model_uri": holder.model_uri,
+        "limits": {
+            "max_upload_mb": settings.max_upload_bytes / 1024 / 1024,
+            "max_files": settings.max_files,
+            "max_image_pixels": settings.max_image_pixels,
+            "max_request_pixels": settings.max_request_pixels,
+        },
     }
 
 
@@ -164,12 +173,10 @@ async def model_details(holder: ModelHolder = Depends(_holder)):
 )
 async def predict(request: Request, model: LoadedModel = Depends(_served_model)):
     """Classify each uploaded image (multipart field `file`, repeat it for several images)."""
-    uploads = await read_uploads(request, _settings(request).max_upload_bytes)
-    images = await asyncio.to_thread(decode_uploads, uploads, model.image_size)
-    try:
-        probabilities = await request.app.state.batcher.predict(model, images)
-    except Exception as error:  # a broken model must answer with a reason, not drop the connection
-        raise HTTPException(500, f"model version {model.version} failed to predict: {error}") from error
+    settings = settings_of(request)
+    uploads = await read_uploads(request, settings)
+    images = await decode_off_loop(request, decode_uploads, uploads, model.image_size, settings)
+    probabilities = await classify(request, model, images)
     return PredictResponse(
         model=ModelRef(name=model.name, version=model.version, model_class=model.model_class),
         predictions=[
@@ -201,11 +208,11 @@ async def reload(
     request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_admin_bearer)
 ):
     """Load MODEL_URI again in the background and swap it in; poll GET /model for the outcome."""
-    token = _settings(request).admin_token
+    token = settings_of(request).admin_token
     if token is None:
-        raise HTTPException(403, "reload is disabled: the server was started without SERVING_ADMIN_TOKEN")
+        raise ApiError(403, "reload is disabled: the server was started without SERVING_ADMIN_TOKEN")
     if credentials is None or not hmac.compare_digest(credentials.credentials.encode(), token.encode()):
-        raise HTTPException(
+        raise ApiError(
             401,
             "missing or wrong bearer token: send 'Authorization: Bearer <SERVING_ADMIN_TOKEN>'",
             headers={"WWW-Authenticate": "Bearer"},

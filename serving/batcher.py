@@ -1,12 +1,19 @@
 """An async micro-batcher: concurrent requests share one model call.
 
 Model calls run one at a time in a dedicated thread. While one runs, new requests queue;
-the next call takes everything queued (up to `max_batch` images). A lone client never
-waits for company; under concurrent load a batch waits up to `max_wait_s` for more
-requests, so clients that were answered together land in the same next batch.
+the next call takes what is queued, never more than `max_batch` images: a larger request is
+split into parts of at most `max_batch` images first. A lone client never waits for company;
+under concurrent load a batch waits up to `max_wait_s` for more requests, so clients that
+were answered together land in the same next batch.
+
+A call that takes longer than `timeout_s` fails its requests with `ModelTimeout`; the batcher
+leaves that call's thread behind and goes on in a fresh one, so the requests queued after it
+are answered.
 """
 
 import asyncio
+import logging
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -14,6 +21,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from serving.model import LoadedModel
+
+log = logging.getLogger(__name__)
+
+
+class ModelTimeout(Exception):
+    """A model call took longer than the batcher's timeout."""
 
 
 @dataclass
@@ -24,14 +37,26 @@ class _Item:
 
 
 class MicroBatcher:
-    def __init__(self, max_batch: int, max_wait_s: float, on_batch: Callable[[int], None] = lambda size: None):
+    def __init__(
+        self,
+        max_batch: int,
+        max_wait_s: float,
+        timeout_s: float,
+        on_batch: Callable[[int], None] = lambda size: None,
+    ):
         self.max_batch = max(1, max_batch)
         self.max_wait_s = max_wait_s
+        self.timeout_s = timeout_s
         self._on_batch = on_batch
-        self._queue: asyncio.Queue[_Item] = asyncio.Queue()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
+        self._queue: deque[_Item] = deque()
+        self._queued = asyncio.Event()
+        self._executor = self._new_executor()
         self._task: asyncio.Task | None = None
         self._last_batch = 1
+
+    @staticmethod
+    def _new_executor() -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="micro-batcher")
@@ -43,10 +68,18 @@ class MicroBatcher:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def predict(self, model: LoadedModel, images: np.ndarray) -> np.ndarray:
-        """Probabilities for `images` from `model`, computed in a batch with other requests."""
-        future = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Item(model, images, future))
-        return await future
+        """Probabilities for `images` from `model`, computed in batches with other requests."""
+        loop = asyncio.get_running_loop()
+        futures = []
+        for start in range(0, len(images), self.max_batch):
+            futures.append(loop.create_future())
+            self._queue.append(_Item(model, images[start : start + self.max_batch], futures[-1]))
+        self._queued.set()
+        try:
+            return np.concatenate(await asyncio.gather(*futures))
+        finally:
+            for future in futures:  # the client went away or a part failed: drop the other parts
+                future.cancel()
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -55,8 +88,11 @@ class MicroBatcher:
             self._last_batch = sum(len(item.images) for item in items)
             for group in _by_model(items):
                 try:
-                    probabilities = await loop.run_in_executor(self._executor, _predict, group)
-                except Exception as error:  # the model call failed: every waiting request learns why
+                    call = loop.run_in_executor(self._executor, _predict, group)
+                    probabilities = await asyncio.wait_for(call, self.timeout_s or None)
+                except Exception as error:  # every waiting request learns why
+                    if isinstance(error, TimeoutError):
+                        error = self._abandon_call(_count(group))
                     for item in group:
                         if not item.future.done():
                             item.future.set_exception(error)
@@ -69,16 +105,31 @@ class MicroBatcher:
                         item.future.set_result(probabilities[start:end])
                     start = end
 
+    def _abandon_call(self, images: int) -> ModelTimeout:
+        """Leave the hung call's thread to finish on its own; later calls run in a fresh one."""
+        log.error("a model call of %d image(s) took longer than %g s; continuing in a new thread", images, self.timeout_s)
+        self._executor.shutdown(wait=False)
+        self._executor = self._new_executor()
+        return ModelTimeout(f"the model did not answer within SERVING_PREDICT_TIMEOUT_S={self.timeout_s:g} s")
+
     async def _collect(self) -> list[_Item]:
-        items = [await self._queue.get()]
-        count = len(items[0].images)
-        if self._last_batch > 1 and self._queue.qsize() < self.max_batch - count:
-            await asyncio.sleep(self.max_wait_s)
-        while count < self.max_batch and not self._queue.empty():
-            item = self._queue.get_nowait()
-            items.append(item)
-            count += len(item.images)
-        return items
+        """The next batch: the oldest queued part and what fits after it, up to `max_batch` images."""
+        while True:
+            while not self._queue:
+                self._queued.clear()
+                await self._queued.wait()
+            if self._last_batch > 1 and _count(self._queue) < self.max_batch:
+                await asyncio.sleep(self.max_wait_s)
+            items = [self._queue.popleft()]
+            while self._queue and _count(items) + len(self._queue[0].images) <= self.max_batch:
+                items.append(self._queue.popleft())
+            waiting = [item for item in items if not item.future.done()]  # done: the client went away
+            if waiting:
+                return waiting
+
+
+def _count(items) -> int:
+    return sum(len(item.images) for item in items)
 
 
 def _by_model(items: list[_Item]) -> list[list[_Item]]:

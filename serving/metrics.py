@@ -1,21 +1,17 @@
-"""Prometheus metrics: requests by route and status, latency, batch sizes, the loaded version."""
+"""Prometheus metrics: requests by route and status, latency, batch sizes, the loaded version.
 
-import time
+The HTTP metrics come from prometheus-fastapi-instrumentator, labelled by route template
+(`none` for paths no route matches) and status code only: no label takes a value the client
+chooses (such as the HTTP method), so a client cannot grow the metrics without bound.
+"""
 
+from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_fastapi_instrumentator import Instrumentator
+from prometheus_fastapi_instrumentator import metrics as http_metrics
 
 REGISTRY = CollectorRegistry()
 
-REQUESTS = Counter(
-    "serving_requests_total", "HTTP requests answered.", ["route", "method", "status"], registry=REGISTRY
-)
-LATENCY = Histogram(
-    "serving_request_duration_seconds",
-    "Time from request to the end of the response.",
-    ["route", "method"],
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-    registry=REGISTRY,
-)
 BATCH_SIZE = Histogram(
     "serving_batch_size", "Images per model call.", buckets=(1, 2, 4, 8, 16, 32, 64), registry=REGISTRY
 )
@@ -26,6 +22,36 @@ MODEL_INFO = Gauge(
     registry=REGISTRY,
 )
 MODEL_LOADS = Counter("serving_model_loads_total", "Model loads by result.", ["result"], registry=REGISTRY)
+MODEL_TIMEOUTS = Counter(
+    "serving_model_timeouts_total", "Model calls abandoned after SERVING_PREDICT_TIMEOUT_S.", registry=REGISTRY
+)
+
+
+def instrument(app: FastAPI) -> None:
+    """Count and time every HTTP request under its route template (not the raw path)."""
+    instrumentator = Instrumentator(
+        should_group_status_codes=False,
+        should_group_untemplated=True,
+        excluded_handlers=["/metrics"],
+        registry=REGISTRY,
+    )
+    instrumentator.add(
+        http_metrics.requests(
+            metric_name="serving_requests_total",
+            metric_doc="HTTP requests answered, by route and status.",
+            should_include_method=False,
+            registry=REGISTRY,
+        ),
+        http_metrics.latency(
+            metric_name="serving_request_duration_seconds",
+            metric_doc="Time from request to the end of the response, by route.",
+            should_include_method=False,
+            should_include_status=False,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=REGISTRY,
+        ),
+    )
+    instrumentator.instrument(app)
 
 
 def record_load(model, error: str | None) -> None:
@@ -34,36 +60,3 @@ def record_load(model, error: str | None) -> None:
     if model is not None:
         MODEL_INFO.clear()
         MODEL_INFO.labels(model.name, model.version, model.model_class or "").set(1)
-
-
-class MetricsMiddleware:
-    """Counts and times every HTTP request under its route template (not the raw path)."""
-
-    def __init__(self, app):
-        self.app = app
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def send_with_status(message):
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_status)
-        finally:
-            route = _route_label(scope)
-            REQUESTS.labels(route, scope["method"], str(status)).inc()
-            LATENCY.labels(route, scope["method"]).observe(time.perf_counter() - started)
-
-
-def _route_label(scope) -> str:
-    if "route" in scope:
-        return scope["route"].path
-    return scope["path"] if "endpoint" in scope else "unmatched"

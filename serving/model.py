@@ -23,7 +23,20 @@ log = logging.getLogger(__name__)
 
 
 class ModelContractError(ValueError):
-    """The loaded model does not take (N, S, S, 3) images or does not return (N, 1) probabilities."""
+    """The loaded model does not take (N, S, S, 3) images or does not return (N, 1) probabilities.
+
+    Its message is serving's own words about the model, without URIs: clients may read it.
+    """
+
+
+def load_failure_reason(error: Exception) -> str:
+    """What a client may read about a failed load: the kind of failure, never the exception's
+    text, which can hold registry and storage addresses or paths (the log has it)."""
+    if isinstance(error, ModelContractError):
+        return f"the model does not fit serving: {error}"
+    if getattr(error, "error_code", None) == "RESOURCE_DOES_NOT_EXIST":  # MLflow's code for it
+        return "the registry has no such model, version or alias (yet)"
+    return f"{type(error).__name__} (details in the server log)"
 
 
 class LoadedModel(ModelCard):
@@ -49,7 +62,7 @@ def load_model(model_uri: str) -> LoadedModel:
         name, version, tags, run_id = _describe_folder(model_uri)
         source_uri = model_uri
     network = mlflow.keras.load_model(source_uri)
-    image_size = _check_and_warm_up(network, source_uri)
+    image_size = _check_and_warm_up(network)
     return LoadedModel(
         network=network,
         name=name,
@@ -57,7 +70,7 @@ def load_model(model_uri: str) -> LoadedModel:
         model_class=tags.get("model_class"),
         run_id=run_id,
         metrics=_test_metrics(run_id),
-        threshold=_threshold(tags, source_uri),
+        threshold=_threshold(tags),
         image_size=image_size,
         model_uri=model_uri,
         source_uri=source_uri,
@@ -97,27 +110,27 @@ def _describe_folder(model_uri: str) -> tuple[str, str, dict, str | None]:
     return folder_tags.get("name", REGISTERED_MODEL_NAME), folder_tags.get("version", "local"), folder_tags, meta.run_id
 
 
-def _check_and_warm_up(network, source_uri: str) -> int:
+def _check_and_warm_up(network) -> int:
     """Return the input side; one and two-image calls trace the predict function before traffic."""
     shape = tuple(network.input_shape)
     if len(shape) != 4 or shape[1] != shape[2] or shape[3] != 3 or not shape[1]:
-        raise ModelContractError(f"{source_uri}: expected input shape (N, S, S, 3), got {shape}")
+        raise ModelContractError(f"expected input shape (N, S, S, 3), got {shape}")
     size = int(shape[1])
     for count in (1, 2):
         out = np.asarray(network.predict_on_batch(np.zeros((count, size, size, 3), np.uint8)))
         if out.shape != (count, 1):
-            raise ModelContractError(f"{source_uri}: expected output shape ({count}, 1), got {out.shape}")
+            raise ModelContractError(f"expected output shape ({count}, 1), got {out.shape}")
     return size
 
 
-def _threshold(tags: dict, source_uri: str) -> float:
+def _threshold(tags: dict) -> float:
     raw = tags.get("threshold")
     if raw is None:
         return DEFAULT_THRESHOLD
     try:
         return float(raw)
     except ValueError:
-        raise ModelContractError(f"{source_uri}: tag threshold={raw!r} is not a number") from None
+        raise ModelContractError(f"tag threshold={raw!r} is not a number") from None
 
 
 def _test_metrics(run_id: str | None) -> dict[str, float]:

@@ -24,11 +24,21 @@ class Ready(_Schema):
     reason: str | None = None
 
 
+class Limits(_Schema):
+    """What one request may send (MAX_UPLOAD_MB, MAX_FILES, MAX_IMAGE_PIXELS, MAX_REQUEST_PIXELS)."""
+
+    max_upload_mb: float
+    max_files: int
+    max_image_pixels: int
+    max_request_pixels: int
+
+
 class Info(_Schema):
     name: str
     version: str | None
     model_class: str | None
     model_uri: str
+    limits: Limits
 
 
 class ReloadStatus(_Schema):

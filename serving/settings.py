@@ -3,6 +3,7 @@
 import os
 from dataclasses import dataclass
 
+from skin_cancer_contract.api import DEFAULT_MAX_FILES, DEFAULT_MAX_UPLOAD_MB
 from skin_cancer_contract.registry import CHAMPION_URI
 
 
@@ -11,19 +12,35 @@ class Settings:
     model_uri: str
     admin_token: str | None
     max_upload_bytes: int
+    """Largest request body (all files together)."""
+    max_files: int
+    """Most images in one request."""
+    max_image_pixels: int
+    """Largest width x height of one image, checked on its header before any decode."""
+    max_request_pixels: int
+    """Most pixels of all the images of one request together, checked the same way."""
     max_batch: int
-    """Most images one model call takes; more queued requests wait for the next call."""
+    """Most images one model call takes; larger requests are split, more queued requests wait."""
     batch_wait_s: float
     """How long a batch may wait for more requests while the server is under concurrent load."""
+    predict_timeout_s: float
+    """How long one model call may take before its requests are answered 503 (0: no limit)."""
+    load_retry_max_s: float
+    """Longest pause between attempts while no model has loaded yet (the pause doubles up to it)."""
 
     @classmethod
     def from_env(cls) -> "Settings":
         return cls(
             model_uri=os.environ.get("MODEL_URI") or CHAMPION_URI,
             admin_token=os.environ.get("SERVING_ADMIN_TOKEN") or None,
-            max_upload_bytes=int(_number("MAX_UPLOAD_MB", 10) * 1024 * 1024),
-            max_batch=int(_number("SERVING_MAX_BATCH", 32)),
+            max_upload_bytes=int(_number("MAX_UPLOAD_MB", DEFAULT_MAX_UPLOAD_MB) * 1024 * 1024),
+            max_files=max(1, int(_number("MAX_FILES", DEFAULT_MAX_FILES))),
+            max_image_pixels=int(_number("MAX_IMAGE_PIXELS", 40_000_000)),
+            max_request_pixels=int(_number("MAX_REQUEST_PIXELS", 100_000_000)),
+            max_batch=max(1, int(_number("SERVING_MAX_BATCH", 32))),
             batch_wait_s=_number("SERVING_BATCH_WAIT_MS", 2) / 1000,
+            predict_timeout_s=_number("SERVING_PREDICT_TIMEOUT_S", 30),
+            load_retry_max_s=_number("SERVING_LOAD_RETRY_MAX_S", 30),
         )
 
 

@@ -1,4 +1,9 @@
-"""Reading the images of a multipart upload, with errors that name the file at fault."""
+"""Reading uploaded images and turning them into a batch, with errors that name the file at fault.
+
+Every image's header is checked (format, width x height, the request's pixel budget) before
+any image of the request is decoded, so bombs, other formats and oversize images are refused
+at the cost of reading a header.
+"""
 
 import re
 from collections.abc import AsyncIterator
@@ -8,21 +13,19 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
+from serving.errors import ApiError
+from serving.settings import Settings
 from skin_cancer_contract.api import UPLOAD_FIELD as FIELD
-from skin_cancer_contract.imaging import ImageDecodeError, decode_image
+from skin_cancer_contract.imaging import (
+    ImageDecodeError,
+    ImageTooLarge,
+    UnsupportedImageFormat,
+    decode_image,
+    image_size,
+)
 
-MAX_FILES = 64
 ACCEPTED_PART_TYPES = ("image/", "application/octet-stream")
 _FILENAME = re.compile(rb'filename="([^"]*)"')
-
-
-class UploadError(Exception):
-    """A client error: `status_code` and a message for the JSON `detail`."""
-
-    def __init__(self, status_code: int, detail: str):
-        super().__init__(detail)
-        self.status_code = status_code
-        self.detail = detail
 
 
 class _TooLarge(Exception):
@@ -30,57 +33,79 @@ class _TooLarge(Exception):
         self.filename = filename
 
 
-async def read_uploads(request: Request, max_bytes: int) -> list[tuple[str, bytes]]:
+async def read_uploads(request: Request, settings: Settings) -> list[tuple[str, bytes]]:
     """(filename, bytes) of every upload in field `file`, in the order sent."""
     content_type = request.headers.get("content-type", "")
     if not content_type.startswith("multipart/form-data"):
-        raise UploadError(
+        raise ApiError(
             415,
             f"expected a multipart/form-data body with the image(s) in field '{FIELD}', "
             f"got content type '{content_type or 'none'}'",
         )
-    parser = MultiPartParser(request.headers, _limited(request.stream(), max_bytes), max_files=MAX_FILES)
+    body = limited_body(request, settings.max_upload_bytes)
+    parser = MultiPartParser(request.headers, body, max_files=settings.max_files)
     try:
         form = await parser.parse()
     except _TooLarge as error:
-        raise UploadError(413, _too_large(error.filename, max_bytes)) from None
+        raise ApiError(413, too_large(error.filename, settings.max_upload_bytes)) from None
     except MultiPartException as error:
-        raise UploadError(400, f"malformed multipart body: {error.message}") from None
+        if error.message.startswith("Too many files"):
+            raise ApiError(413, f"too many files: at most MAX_FILES={settings.max_files} images per request") from None
+        raise ApiError(400, f"malformed multipart body: {error.message}") from None
     try:
         parts = form.getlist(FIELD)
         if not parts:
-            raise UploadError(
+            raise ApiError(
                 422, f"missing multipart field '{FIELD}': send each image as a file in field '{FIELD}' (got fields {sorted(set(form.keys()))})"
             )
         uploads = []
         for index, part in enumerate(parts):
             if not isinstance(part, UploadFile):
-                raise UploadError(422, f"field '{FIELD}' #{index + 1} is text, not a file upload")
+                raise ApiError(422, f"field '{FIELD}' #{index + 1} is text, not a file upload")
             name = part.filename or f"upload #{index + 1}"
             part_type = part.content_type or ""
             if part_type and not part_type.startswith(ACCEPTED_PART_TYPES):
-                raise UploadError(415, f"file '{name}': content type '{part_type}' is not an image (send JPEG or PNG)")
+                raise ApiError(415, f"file '{name}': content type '{part_type}' is not an image (send JPEG or PNG)")
             uploads.append((name, await part.read()))
         return uploads
     finally:
         await form.close()
 
 
-def decode_uploads(uploads: list[tuple[str, bytes]], size: int) -> np.ndarray:
-    """The uploads as one (N, size, size, 3) uint8 batch; blocking (PIL decodes)."""
-    images = []
+def decode_uploads(uploads: list[tuple[str, bytes]], size: int, settings: Settings) -> np.ndarray:
+    """The images as one (N, size, size, 3) uint8 batch; blocking (PIL decodes).
+
+    All headers are checked first: one refused image refuses the request before any decode.
+    """
+    total = 0
     for name, data in uploads:
-        try:
-            images.append(decode_image(data, size))
-        except ImageDecodeError as error:
-            raise UploadError(400, f"file '{name}': {error}") from None
-    return np.stack(images)
+        width, height = _checked(name, lambda: image_size(data, settings.max_image_pixels))
+        total += width * height
+        if total > settings.max_request_pixels:
+            raise ApiError(
+                413,
+                f"file '{name}': the request's images reach {total:,} pixels together, over "
+                f"MAX_REQUEST_PIXELS={settings.max_request_pixels:,}; send fewer or smaller images per request",
+            )
+    return np.stack([_checked(name, lambda: decode_image(data, size, settings.max_image_pixels)) for name, data in uploads])
 
 
-async def _limited(stream: AsyncIterator[bytes], max_bytes: int) -> AsyncIterator[bytes]:
-    """Pass the body through, stopping once it grows past `max_bytes`, with the file being sent then."""
+def _checked(name: str, read):
+    """`read()`, with the imaging errors as client errors that name the file."""
+    try:
+        return read()
+    except ImageTooLarge as error:
+        raise ApiError(413, f"file '{name}': {error} (MAX_IMAGE_PIXELS)") from None
+    except UnsupportedImageFormat as error:
+        raise ApiError(415, f"file '{name}': {error} (send JPEG or PNG)") from None
+    except ImageDecodeError as error:
+        raise ApiError(400, f"file '{name}': {error}") from None
+
+
+async def limited_body(request: Request, max_bytes: int) -> AsyncIterator[bytes]:
+    """The request body, stopping once it grows past `max_bytes`, with the file being sent then."""
     total, filename, tail = 0, None, b""
-    async for chunk in stream:
+    async for chunk in request.stream():
         total += len(chunk)
         names = _FILENAME.findall(tail + chunk)
         if names:
@@ -91,6 +116,14 @@ async def _limited(stream: AsyncIterator[bytes], max_bytes: int) -> AsyncIterato
         yield chunk
 
 
-def _too_large(filename: str | None, max_bytes: int) -> str:
-    what = f"file '{filename}'" if filename else "upload"
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """The whole request body, or a 413 once it grows past `max_bytes`."""
+    try:
+        return b"".join([chunk async for chunk in limited_body(request, max_bytes)])
+    except _TooLarge:
+        raise ApiError(413, too_large(None, max_bytes)) from None
+
+
+def too_large(filename: str | None, max_bytes: int) -> str:
+    what = f"file '{filename}'" if filename else "request"
     return f"{what} is too large: the request is over MAX_UPLOAD_MB={max_bytes / 1024 / 1024:g} MB"

@@ -1,16 +1,23 @@
 """The inference page: upload lesion images, ask serving, and read each answer with the model behind it.
 
 Run with `streamlit run streamlit_app/app.py`; serving is found at $SERVING_URL.
+
+Streamlit reruns this script on every interaction, so what does not change between reruns is
+cached: one HTTP client per serving URL, serving's limits, its status and model card for a few
+seconds, and each upload's thumbnail (decoded and resized once, by its file id). The status
+panel refreshes itself every STATUS_REFRESH_S seconds.
 """
 
+import io
 import os
 
 import streamlit as st
 
+from skin_cancer_contract.api import DEFAULT_SERVING_URL
 from skin_cancer_contract.data import CLASSES, MALIGNANT
 from skin_cancer_contract.evaluation import METRIC_LABELS as LABEL_OF_METRIC
-from skin_cancer_contract.api import DEFAULT_SERVING_URL
-from streamlit_app.client import FileRejected, ServingClient, ServingError
+from skin_cancer_contract.imaging import ImageDecodeError, open_image
+from streamlit_app.client import FileRejected, Limits, Readiness, ServingClient, ServingError
 from streamlit_app.results import prediction_rows, to_csv, to_json
 
 DISCLAIMER = (
@@ -20,6 +27,45 @@ DISCLAIMER = (
 )
 METRIC_LABELS = {f"test_{name}": label for name, label in LABEL_OF_METRIC.items()}
 THUMBNAIL_WIDTH = 160
+STATUS_TTL_S = 5
+STATUS_REFRESH_S = 10
+THUMBNAIL_MAX_PIXELS = 40_000_000  # serving's default MAX_IMAGE_PIXELS: larger uploads get no preview
+
+
+@st.cache_resource
+def serving_client(base_url: str) -> ServingClient:
+    """One client, and so one pool of kept-alive connections, per serving URL for every session."""
+    return ServingClient(base_url)
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def serving_limits(base_url: str) -> Limits:
+    """Serving's upload limits, or its defaults while it cannot be asked."""
+    try:
+        return serving_client(base_url).limits()
+    except ServingError:
+        return Limits()
+
+
+@st.cache_data(ttl=STATUS_TTL_S, show_spinner=False)
+def serving_status(base_url: str) -> tuple[Readiness, dict | None]:
+    """Readiness and, when ready, the model card; errors are not cached, so a down server is asked again."""
+    client = serving_client(base_url)
+    readiness = client.readiness()
+    return readiness, client.model_card() if readiness.ready else None
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def thumbnail(file_id: str, _data: bytes) -> bytes | None:
+    """A PNG preview of an upload, made once per file; None when it is not a readable JPEG or PNG."""
+    try:
+        with open_image(_data, THUMBNAIL_MAX_PIXELS) as image:
+            image.thumbnail((THUMBNAIL_WIDTH, THUMBNAIL_WIDTH))
+            buffer = io.BytesIO()
+            image.convert("RGB").save(buffer, format="PNG")
+    except (ImageDecodeError, OSError):
+        return None
+    return buffer.getvalue()
 
 
 def metric_line(name: str, value: float) -> str:
@@ -29,24 +75,24 @@ def metric_line(name: str, value: float) -> str:
     return f"{name.removeprefix('test_').replace('_', ' ').capitalize()}: {value:g}"
 
 
-def show_serving_status(client: ServingClient) -> None:
+@st.fragment(run_every=STATUS_REFRESH_S)
+def show_serving_status(base_url: str) -> None:
     """Sidebar: whether serving is ready, and the model it holds with its test metrics."""
-    sidebar = st.sidebar
-    sidebar.header("Prediction service")
-    sidebar.caption(client.base_url)
-    sidebar.button("Refresh status")
+    st.header("Prediction service")
+    st.caption(base_url)
+    if st.button("Refresh status"):
+        serving_status.clear()
     try:
-        readiness = client.readiness()
-        if not readiness.ready:
-            sidebar.warning(f"Serving is up but not ready: {readiness.reason}")
-            return
-        card = client.model_card()
+        readiness, card = serving_status(base_url)
     except ServingError as error:
-        sidebar.error(str(error))
+        st.error(str(error))
         return
-    sidebar.success("Serving is ready")
-    sidebar.subheader("Model")
-    sidebar.markdown(
+    if not readiness.ready:
+        st.warning(f"Serving is up but not ready: {readiness.reason}")
+        return
+    st.success("Serving is ready")
+    st.subheader("Model")
+    st.markdown(
         f"**{card.get('name')}** version **{card.get('version')}**  \n"
         f"class `{card.get('model_class')}` · input {card.get('image_size')} px  \n"
         f"called malignant from {card.get('threshold', 0.5):.1%}"
@@ -55,40 +101,54 @@ def show_serving_status(client: ServingClient) -> None:
     names = [name for name in METRIC_LABELS if name in metrics] + sorted(set(metrics) - set(METRIC_LABELS))
     lines = [f"- {metric_line(name, metrics[name])}" for name in names if isinstance(metrics[name], (int, float))]
     if lines:
-        sidebar.caption("Test-set metrics")
-        sidebar.markdown("\n".join(lines))
+        st.caption("Test-set metrics")
+        st.markdown("\n".join(lines))
     if card.get("loaded_at"):
-        sidebar.caption(f"Loaded at {card['loaded_at']}")
+        st.caption(f"Loaded at {card['loaded_at']}")
     reload = card.get("reload") or {}
     if reload.get("state") == "loading":
-        sidebar.info("A new model version is loading; this one answers until it is ready.")
+        st.info("A new model version is loading; this one answers until it is ready.")
     elif reload.get("state") == "failed":
-        sidebar.warning(f"The last model reload failed, this version still answers: {reload.get('error')}")
+        st.warning(f"The last model reload failed, this version still answers: {reload.get('error')}")
 
 
-def show_image(container, data: bytes) -> None:
-    """A thumbnail; a file the browser cannot show still gets its prediction or rejection."""
-    try:
-        container.image(data, width=THUMBNAIL_WIDTH)
-    except Exception:  # noqa: BLE001 - any undecodable upload only loses its preview
+def show_image(container, upload) -> None:
+    """A thumbnail; a file that is not a readable image still gets its prediction or rejection."""
+    preview = thumbnail(upload.file_id, upload.getvalue())
+    if preview is None:
         container.caption("(no preview: not a readable image)")
+    else:
+        container.image(preview, width=THUMBNAIL_WIDTH)
 
 
-def predict_all(client: ServingClient, uploads: list) -> list[dict]:
-    """One request per file, so the bar advances and one bad file does not sink the others.
+def request_chunks(uploads: list, limits: Limits) -> list[list]:
+    """The uploads grouped into requests serving takes: at most MAX_FILES images and MAX_UPLOAD_MB together."""
+    budget = limits.max_upload_mb * 1024 * 1024 * 0.95  # the multipart framing takes a little
+    chunks: list[list] = [[]]
+    size = 0
+    for upload in uploads:
+        if chunks[-1] and (len(chunks[-1]) == limits.max_files or size + upload.size > budget):
+            chunks.append([])
+            size = 0
+        chunks[-1].append(upload)
+        size += upload.size
+    return chunks
+
+
+def predict_all(client: ServingClient, uploads: list, limits: Limits) -> list[dict]:
+    """Several uploads per request; a refused request is retried file by file, so one bad file
+    does not sink the others.
 
     Returns one outcome per upload, {"row": ...} or {"error": ...}; raises ServingError when
     serving itself cannot answer.
     """
     bar = st.progress(0.0, text="Starting predictions")
-    outcomes = []
-    for index, upload in enumerate(uploads):
-        bar.progress(index / len(uploads), text=f"Predicting {upload.name} ({index + 1} of {len(uploads)})")
+    outcomes: list[dict] = []
+    for chunk in request_chunks(uploads, limits):
+        done = len(outcomes) + len(chunk)
+        bar.progress(len(outcomes) / len(uploads), text=f"Predicting images {len(outcomes) + 1} to {done} of {len(uploads)}")
         try:
-            answer = client.predict(upload.name, upload.getvalue(), upload.type)
-            outcomes.append({"row": prediction_rows(answer)[0]})
-        except FileRejected as error:
-            outcomes.append({"error": str(error)})
+            outcomes += predict_chunk(client, chunk)
         except ServingError:
             bar.empty()
             raise
@@ -96,9 +156,19 @@ def predict_all(client: ServingClient, uploads: list) -> list[dict]:
     return outcomes
 
 
+def predict_chunk(client: ServingClient, uploads: list) -> list[dict]:
+    files = [(upload.name, upload.getvalue(), upload.type) for upload in uploads]
+    try:
+        return [{"row": row} for row in prediction_rows(client.predict(files))]
+    except FileRejected as error:
+        if len(files) == 1:
+            return [{"error": str(error)}]
+    return [outcome for upload in uploads for outcome in predict_chunk(client, [upload])]
+
+
 def show_outcome(upload, outcome: dict) -> None:
     image_column, text_column = st.columns([1, 3])
-    show_image(image_column, upload.getvalue())
+    show_image(image_column, upload)
     text_column.markdown(f"**{upload.name}**")
     if "error" in outcome:
         text_column.error(outcome["error"])
@@ -133,20 +203,24 @@ def main() -> None:
     st.set_page_config(page_title="Skin lesion classifier", page_icon="🔬", layout="wide")
     st.set_option("client.showErrorDetails", "none")  # a bug must not show users a traceback
     st.set_option("client.toolbarMode", "viewer")
-    client = ServingClient(os.environ.get("SERVING_URL", DEFAULT_SERVING_URL))
+    base_url = os.environ.get("SERVING_URL", DEFAULT_SERVING_URL)
+    client = serving_client(base_url)
+    limits = serving_limits(base_url)
     st.title("Skin lesion classifier")
     st.warning(DISCLAIMER)
-    show_serving_status(client)
+    with st.sidebar:
+        show_serving_status(base_url)
 
     uploads = st.file_uploader(
         "Dermoscopy images (JPEG or PNG)",
         type=["jpg", "jpeg", "png"],
         accept_multiple_files=True,
         on_change=forget_outcomes,
+        max_upload_size=max(1, int(limits.max_upload_mb)),
     )
     if st.button("Predict", type="primary", disabled=not uploads):
         try:
-            st.session_state["outcomes"] = predict_all(client, uploads)
+            st.session_state["outcomes"] = predict_all(client, uploads, limits)
         except ServingError as error:
             forget_outcomes()
             st.error(str(error))
@@ -162,7 +236,7 @@ def main() -> None:
     elif uploads:
         columns = st.columns(4)
         for index, upload in enumerate(uploads):
-            show_image(columns[index % 4], upload.getvalue())
+            show_image(columns[index % 4], upload)
             columns[index % 4].caption(upload.name)
 
 

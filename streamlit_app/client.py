@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from skin_cancer_contract.api import DEFAULT_SERVING_URL, UPLOAD_FIELD
+from skin_cancer_contract.api import DEFAULT_MAX_FILES, DEFAULT_MAX_UPLOAD_MB, DEFAULT_SERVING_URL, UPLOAD_FIELD
 
 
 class ServingError(Exception):
@@ -29,6 +29,14 @@ class Readiness:
     reason: str = ""
 
 
+@dataclass(frozen=True)
+class Limits:
+    """What serving takes in one request (its /info), so the app asks for no more."""
+
+    max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
+    max_files: int = DEFAULT_MAX_FILES
+
+
 def _detail(response: httpx.Response) -> str:
     """The error text of a serving answer: `detail` (FastAPI's, a string or a list) or `reason`, else the body."""
     try:
@@ -42,17 +50,20 @@ def _detail(response: httpx.Response) -> str:
 
 
 class ServingClient:
-    """Talks to one serving instance at `base_url`."""
+    """Talks to one serving instance at `base_url` over one pool of kept-alive connections."""
 
     def __init__(self, base_url: str = DEFAULT_SERVING_URL, timeout: float = 5.0, predict_timeout: float = 120.0):
         self.base_url = base_url.rstrip("/")
         self._timeout = timeout
         self._predict_timeout = predict_timeout
+        self._http = httpx.Client(base_url=self.base_url)
+
+    def close(self) -> None:
+        self._http.close()
 
     def _request(self, method: str, path: str, timeout: float, **kwargs) -> httpx.Response:
-        url = f"{self.base_url}{path}"
         try:
-            return httpx.request(method, url, timeout=timeout, **kwargs)
+            return self._http.request(method, path, timeout=timeout, **kwargs)
         except httpx.TimeoutException as error:
             raise ServingUnavailable(
                 f"The prediction service at {self.base_url} did not answer {method} {path} within {timeout:.0f} s."
@@ -75,7 +86,7 @@ class ServingClient:
     def _raise_for_unavailable(self, response: httpx.Response, path: str) -> None:
         if response.status_code == 503:
             raise ServingUnavailable(
-                f"The prediction service at {self.base_url} is up but has no model loaded yet: {_detail(response)}. "
+                f"The prediction service at {self.base_url} is up but cannot answer yet: {_detail(response)}. "
                 "Try again in a moment."
             )
         if response.status_code >= 500:
@@ -102,13 +113,22 @@ class ServingClient:
             )
         return self._json(response, "/model")
 
-    def predict(self, filename: str, data: bytes, mime_type: str | None = None) -> dict:
-        """Predict one image; returns serving's answer {"model": {...}, "predictions": [...]}."""
-        files = [(UPLOAD_FIELD, (filename, data, mime_type or "application/octet-stream"))]
-        response = self._request("POST", "/predict", self._predict_timeout, files=files)
+    def limits(self) -> Limits:
+        """Serving's upload limits (GET /info); its defaults when this serving does not say."""
+        response = self._request("GET", "/info", self._timeout)
+        self._raise_for_unavailable(response, "/info")
+        limits = self._json(response, "/info").get("limits") or {}
+        return Limits(float(limits.get("max_upload_mb", DEFAULT_MAX_UPLOAD_MB)), int(limits.get("max_files", DEFAULT_MAX_FILES)))
+
+    def predict(self, files: list[tuple[str, bytes, str | None]]) -> dict:
+        """Predict (filename, bytes, mime type) images in one request; returns serving's answer
+        {"model": {...}, "predictions": [...]}. One refused file refuses the request (FileRejected)."""
+        parts = [(UPLOAD_FIELD, (name, data, mime_type or "application/octet-stream")) for name, data, mime_type in files]
+        response = self._request("POST", "/predict", self._predict_timeout, files=parts)
         self._raise_for_unavailable(response, "/predict")
         if response.status_code >= 400:
-            raise FileRejected(f"The prediction service rejected {filename}: {_detail(response)}")
+            names = ", ".join(name for name, _, _ in files)
+            raise FileRejected(f"The prediction service rejected {names}: {_detail(response)}")
         body = self._json(response, "/predict")
         if not isinstance(body.get("predictions"), list) or not isinstance(body.get("model"), dict):
             raise ServingUnavailable("The prediction service answered /predict without `model` and `predictions`.")

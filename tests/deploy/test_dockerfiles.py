@@ -88,7 +88,7 @@ def test_bases_are_pinned_public_images(dockerfile):
 @pytest.mark.parametrize("dockerfile", DOCKERFILES)
 def test_installs_from_the_lock_file(dockerfile):
     runs = " ".join(arguments for keyword, arguments in dockerfile_instructions(REPO / dockerfile) if keyword == "RUN")
-    assert re.search(r"uv (sync|export) --frozen --no-dev", runs), f"{dockerfile} does not install from uv.lock"
+    assert re.search(r"uv (sync|export) --(frozen|locked) --no-(dev|default-groups)", runs), f"{dockerfile} does not install from uv.lock"
     unlocked = runs.replace("uv pip install --constraint", "")
     assert "pip install" not in unlocked, f"{dockerfile} installs outside the lock"
 

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from mlflow import MlflowClient
 from PIL import Image
 from tests.serving.serving_support import ADMIN_TOKEN, DATASET, MAX_UPLOAD_MB, Serving
 
@@ -50,13 +51,26 @@ def lesion(jpeg) -> Image.Image:
 
 
 @pytest.fixture
-def new_champion(smoke_champion):
-    """A second registered version (same artifacts, threshold 0) that takes the `champion` alias.
+def restores_serving(serving, smoke_champion):
+    """After the test, however it ended: the alias on the smoke champion, served again, reload state idle.
 
-    The alias goes back to the original version afterwards, for the suites that follow.
+    So tests that swap or break the served model leave the session's server as they found it.
     """
-    from mlflow import MlflowClient
+    yield
+    MlflowClient(smoke_champion["tracking_uri"]).set_registered_model_alias(
+        smoke_champion["model_name"], "champion", smoke_champion["version"]
+    )
+    with httpx.Client(base_url=serving.url, timeout=30) as client:
+        client.post("/admin/reload", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).raise_for_status()
+    serving.wait_until(
+        lambda c: (m := c.get("/model").json()).get("version") == smoke_champion["version"] and m["reload"]["state"] == "idle",
+        f"served version {smoke_champion['version']} again",
+    )
 
+
+@pytest.fixture
+def new_champion(smoke_champion, restores_serving):
+    """A second registered version (same artifacts, threshold 0) that takes the `champion` alias."""
     client = MlflowClient(smoke_champion["tracking_uri"])
     name = smoke_champion["model_name"]
     original = client.get_model_version_by_alias(name, "champion")
@@ -68,5 +82,4 @@ def new_champion(smoke_champion):
         model_id=original.source.removeprefix("models:/") if original.source.startswith("models:/") else None,
     )
     client.set_registered_model_alias(name, "champion", created.version)
-    yield {"version": str(created.version), "previous_version": str(original.version), "threshold": 0.0}
-    client.set_registered_model_alias(name, "champion", original.version)
+    return {"version": str(created.version), "previous_version": str(original.version), "threshold": 0.0}

@@ -1,13 +1,18 @@
-"""What the serving tests share: a real uvicorn process, test settings, image encoding."""
+"""What the serving tests share: a real uvicorn process, test settings, image encoding, metrics."""
 
 import io
 import os
+import struct
+import sys
 import time
+import zlib
 from pathlib import Path
 
 import httpx
-from tests.helpers import VENV_BIN, Service, free_port, wait_for_http
+import psutil
 from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
+from tests.helpers import VENV_BIN, Service, free_port, wait_for_http
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DATASET = Path(os.environ.get("SKIN_CANCER_DATA", REPO_ROOT.parent / "shared" / "datasets" / "skin-cancer"))
@@ -16,13 +21,19 @@ MAX_UPLOAD_MB = 2
 
 
 class Serving:
-    """`uvicorn serving.app:app` on a free loopback port, with its log kept for failures."""
+    """`uvicorn serving.app:app` on a free loopback port, with its log kept for failures.
 
-    def __init__(self, work: Path, env: dict[str, str]):
+    `launcher`: a module run as `python -m launcher --port N` instead of the uvicorn command.
+    """
+
+    def __init__(self, work: Path, env: dict[str, str], launcher: str | None = None):
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
+        command = [str(VENV_BIN / "uvicorn"), "serving.app:app", "--host", "127.0.0.1"]
+        if launcher:
+            command = [sys.executable, "-m", launcher]
         self.service = Service(
-            [str(VENV_BIN / "uvicorn"), "serving.app:app", "--host", "127.0.0.1", "--port", str(port)],
+            [*command, "--port", str(port)],
             log_path=work / "serving.log",
             env=env,
             cwd=REPO_ROOT,
@@ -44,6 +55,10 @@ class Serving:
                 time.sleep(0.2)
         raise AssertionError(f"serving never {what} within {timeout:.0f}s; log:\n{self.service.log_tail()}")
 
+    def rss_mb(self) -> float:
+        """Resident memory of the uvicorn process."""
+        return psutil.Process(self.service.process.pid).memory_info().rss / 1024 / 1024
+
     def stop(self) -> None:
         self.service.stop()
 
@@ -52,3 +67,35 @@ def encode(image: Image.Image, fmt: str) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format=fmt)
     return buffer.getvalue()
+
+
+def blank_png(width: int, height: int) -> bytes:
+    """A valid black 1-bit PNG of any size, a few KB per 10 megapixels: a decompression bomb.
+
+    Written chunk by chunk, so a 200-megapixel one costs this process 25 MB, not 200.
+    """
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    row = bytes(1 + (width + 7) // 8)  # filter byte 0, then the packed bits
+    compressor = zlib.compressobj(9)
+    pixels = b"".join(compressor.compress(row * 1000) for _ in range(height // 1000))
+    pixels += compressor.compress(row * (height % 1000)) + compressor.flush()
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1 bit, greyscale
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+
+
+def metric_samples(client: httpx.Client) -> dict[tuple[str, tuple], float]:
+    """Every sample of GET /metrics: (name, sorted labels) -> value."""
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(client.get("/metrics").text)
+        for sample in family.samples
+    }
+
+
+def metric_delta(before: dict, after: dict, name: str, **labels) -> float:
+    """How much one sample grew between two `metric_samples` readings."""
+    key = (name, tuple(sorted((k, str(v)) for k, v in labels.items())))
+    return after.get(key, 0) - before.get(key, 0)

@@ -4,10 +4,9 @@ from datetime import datetime
 
 import numpy as np
 import pytest
-from tests.serving.serving_support import ADMIN_TOKEN, MAX_UPLOAD_MB, encode
 from mlflow import MlflowClient
 from PIL import Image
-from prometheus_client.parser import text_string_to_metric_families
+from tests.serving.serving_support import ADMIN_TOKEN, MAX_UPLOAD_MB, encode, metric_delta, metric_samples
 
 TEST_METRICS = {"test_accuracy", "test_roc_auc", "test_recall_malignant", "test_specificity", "test_precision"}
 
@@ -26,6 +25,12 @@ def test_health_ready_and_info(client, smoke_champion):
     info = client.get("/info").json()
     assert info["name"] == "skin-cancer-classifier"
     assert info["version"] == smoke_champion["version"]
+    assert info["limits"] == {
+        "max_upload_mb": MAX_UPLOAD_MB,
+        "max_files": 64,
+        "max_image_pixels": 40_000_000,
+        "max_request_pixels": 100_000_000,
+    }
 
 
 def test_model_reports_the_registered_version(client, smoke_champion, version_tags):
@@ -88,7 +93,8 @@ def _noise_png() -> bytes:
 
 
 BAD_UPLOADS = {
-    "not an image": ({"files": {"file": ("notes.jpg", b"these are words, not pixels", "image/jpeg")}}, 400, "notes.jpg"),
+    "not an image": ({"files": {"file": ("notes.jpg", b"these are words, not pixels", "image/jpeg")}}, 415, "notes.jpg"),
+    "damaged header": ({"files": {"file": ("head.png", b"\x89PNG\r\n\x1a\n", "image/png")}}, 400, "head.png"),
     "truncated jpeg": ({"files": {"file": ("cut.jpg", "TRUNCATE", "image/jpeg")}}, 400, "cut.jpg"),
     "empty file": ({"files": {"file": ("empty.jpg", b"", "image/jpeg")}}, 400, "empty.jpg"),
     "wrong part content type": ({"files": {"file": ("scan.pdf", b"%PDF-1.4", "application/pdf")}}, 415, "scan.pdf"),
@@ -128,43 +134,47 @@ def test_bad_input_is_a_clear_client_error(client, jpeg, request_kwargs, status,
 
 
 def test_metrics_count_requests_latency_and_version(client, jpeg, smoke_champion):
+    before = metric_samples(client)
     client.post("/predict", files={"file": ("lesion.jpg", jpeg, "image/jpeg")})
+    client.post("/predict", files=[("file", ("a.jpg", jpeg, "image/jpeg")), ("file", ("b.jpg", jpeg, "image/jpeg"))])
     client.post("/predict", files={"file": ("empty.jpg", b"", "image/jpeg")})
+    client.request("PURGE", "/predict")
+    client.get("/no/such/path/12345")
     response = client.get("/metrics")
+    after = metric_samples(client)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
-    samples = {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(response.text)
-        for sample in family.samples
-    }
 
-    def value(name, **labels):
-        return samples.get((name, tuple(sorted(labels.items()))), 0)
-
-    assert value("serving_requests_total", route="/predict", method="POST", status="200") >= 1
-    assert value("serving_requests_total", route="/predict", method="POST", status="400") >= 1
-    assert value("serving_request_duration_seconds_count", route="/predict", method="POST") >= 2
-    assert value("serving_request_duration_seconds_bucket", route="/predict", method="POST", le="+Inf") >= 2
-    assert value("serving_batch_size_count") >= 1
-    assert value("serving_model_loads_total", result="success") >= 1
-    served = {labels: v for (name, labels), v in samples.items() if name == "serving_model_info" and v == 1}
-    assert [dict(labels)["version"] for labels in served] == [smoke_champion["version"]]
+    assert metric_delta(before, after, "serving_requests_total", handler="/predict", status="200") == 2
+    assert metric_delta(before, after, "serving_requests_total", handler="/predict", status="400") == 1
+    assert metric_delta(before, after, "serving_requests_total", handler="/predict", status="405") == 1
+    assert metric_delta(before, after, "serving_requests_total", handler="none", status="404") == 1
+    assert metric_delta(before, after, "serving_request_duration_seconds_count", handler="/predict") == 4
+    assert metric_delta(before, after, "serving_request_duration_seconds_bucket", handler="/predict", le="+Inf") == 4
+    assert metric_delta(before, after, "serving_batch_size_count") == 2
+    assert metric_delta(before, after, "serving_batch_size_sum") == 3
+    request_labels = [dict(labels) for name, labels in after if name == "serving_requests_total"]
+    assert all(set(labels) == {"handler", "status"} for labels in request_labels), "no label the client chooses"
+    assert "/no/such/path/12345" not in {labels["handler"] for labels in request_labels}
+    served = [dict(labels)["version"] for (name, labels), v in after.items() if name == "serving_model_info" and v == 1]
+    assert served == [smoke_champion["version"]]
 
 
 def test_openapi_docs(client):
     assert "swagger" in client.get("/docs").text.lower()
     spec = client.get("/openapi.json").json()
     assert {"/health", "/ready", "/info", "/model", "/predict", "/metrics", "/admin/reload"} <= set(spec["paths"])
+    assert {"/v2", "/v2/health/live", "/v2/health/ready", "/v2/models/{name}", "/v2/models/{name}/infer"} <= set(spec["paths"])
     assert "multipart/form-data" in spec["paths"]["/predict"]["post"]["requestBody"]["content"]
 
 
 @pytest.mark.parametrize("authorization", [None, "Bearer wrong-token", f"Basic {ADMIN_TOKEN}"])
 def test_reload_needs_the_admin_token(client, authorization):
+    before = client.get("/model").json()["reload"]
     headers = {"Authorization": authorization} if authorization else {}
     response = client.post("/admin/reload", headers=headers)
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == "Bearer"
     assert "SERVING_ADMIN_TOKEN" in response.json()["detail"]
-    assert client.get("/model").json()["reload"]["state"] == "idle", "a refused reload must not start a load"
+    assert client.get("/model").json()["reload"] == before, "a refused reload must not start a load"
 

@@ -1,4 +1,5 @@
-"""Reloads on a live server: a hot swap under load, and a failed load that keeps the old model."""
+"""Reloads on a live server: a hot swap under load, reloads during a load, and a failed load that
+keeps the old model. Each test leaves the server serving the smoke champion (`restores_serving`)."""
 
 import threading
 import time
@@ -6,8 +7,7 @@ import time
 import httpx
 import pytest
 from mlflow import MlflowClient
-from prometheus_client.parser import text_string_to_metric_families
-from tests.serving.serving_support import ADMIN_TOKEN
+from tests.serving.serving_support import ADMIN_TOKEN, metric_delta, metric_samples
 
 CLIENTS = 8
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -61,15 +61,19 @@ def _reload(serving, client: httpx.Client, version: str) -> None:
 
 
 def _wait_for_answers(load: LoadClients, more: int, timeout: float = 120.0) -> None:
+    """Until the clients got `more` answers; fails on the first failed request or at the timeout."""
     target, deadline = load.count() + more, time.monotonic() + timeout
-    while load.count() < target and not load.failures and time.monotonic() < deadline:
+    while load.count() < target:
+        assert not load.failures, load.failures[:5]
+        assert time.monotonic() < deadline, f"only {load.count() - target + more} of {more} answers in {timeout:.0f} s"
         time.sleep(0.05)
 
 
-def test_hot_swap_under_load_fails_no_request(serving, client, jpeg, new_champion, smoke_champion):
+def test_hot_swap_under_load_fails_no_request(serving, client, jpeg, new_champion):
     old, new = new_champion["previous_version"], new_champion["version"]
     assert client.get("/model").json()["version"] == old
 
+    before = metric_samples(client)
     with LoadClients(serving.url, jpeg) as load:
         _wait_for_answers(load, CLIENTS * 2)
         _reload(serving, client, new)
@@ -85,20 +89,31 @@ def test_hot_swap_under_load_fails_no_request(serving, client, jpeg, new_champio
     for answer in (a for answers in load.answers for a in answers if a["model_version"] == new):
         assert answer["threshold"] == new_champion["threshold"] and answer["label"] == "malignant"
 
-    samples = {
-        sample.name: sample.value
-        for family in text_string_to_metric_families(client.get("/metrics").text)
-        for sample in family.samples
-        if sample.name in ("serving_batch_size_sum", "serving_batch_size_count")
-    }
-    assert samples["serving_batch_size_sum"] > samples["serving_batch_size_count"], "concurrent requests were batched"
+    after = metric_samples(client)
+    images = metric_delta(before, after, "serving_batch_size_sum")
+    calls = metric_delta(before, after, "serving_batch_size_count")
+    assert images == load.count(), "every answered image went through the batcher once"
+    assert images > calls, f"{images:.0f} one-image requests from {CLIENTS} clients took {calls:.0f} model calls: none batched"
 
-    MlflowClient(smoke_champion["tracking_uri"]).set_registered_model_alias(smoke_champion["model_name"], "champion", old)
-    _reload(serving, client, old)
+
+def test_reloads_during_a_load_run_it_once_more(serving, client, new_champion):
+    before = metric_samples(client)
+    for _ in range(3):
+        assert client.post("/admin/reload", headers=ADMIN).status_code == 202
+    during = metric_samples(client)
+    assert client.get("/model").json()["reload"]["state"] == "loading"
+    assert metric_delta(before, during, "serving_model_loads_total", result="success") == 0, "the first load had ended"
+
+    model = serving.wait_until(
+        lambda c: (m := c.get("/model").json())["reload"]["state"] == "idle" and m, "finished reloading"
+    )
+    after = metric_samples(client)
+    assert model["version"] == new_champion["version"]
+    assert metric_delta(before, after, "serving_model_loads_total", result="success") == 2, "one load, then one more"
 
 
 @pytest.fixture
-def broken_champion(smoke_champion):
+def broken_champion(smoke_champion, restores_serving):
     """A version whose artifacts do not exist holds the `champion` alias during the test."""
     client = MlflowClient(smoke_champion["tracking_uri"])
     name = smoke_champion["model_name"]
@@ -106,11 +121,10 @@ def broken_champion(smoke_champion):
     artifacts = client.get_run(original.run_id).info.artifact_uri
     broken = client.create_model_version(name, source=f"{artifacts}/no-such-model", run_id=original.run_id)
     client.set_registered_model_alias(name, "champion", broken.version)
-    yield str(original.version)
-    client.set_registered_model_alias(name, "champion", original.version)
+    return str(original.version)
 
 
-def test_failed_reload_keeps_the_old_model_and_reports_why(serving, client, jpeg, broken_champion):
+def test_failed_reload_keeps_the_old_model_and_reports_why(serving, client, jpeg, broken_champion, smoke_champion):
     response = client.post("/admin/reload", headers=ADMIN)
     assert response.status_code == 202
     model = serving.wait_until(
@@ -118,6 +132,9 @@ def test_failed_reload_keeps_the_old_model_and_reports_why(serving, client, jpeg
     )
     assert model["version"] == broken_champion
     assert model["reload"]["error"]
+    internal = smoke_champion["tracking_uri"].removeprefix("http://")
+    assert internal not in model["reload"]["error"] and "no-such-model" not in model["reload"]["error"]
+    assert "Traceback" in serving.service.log_tail(20000), "the details went to the log"
     assert client.get("/ready").json() == {"ready": True, "version": broken_champion}
     answer = client.post("/predict", files={"file": ("lesion.jpg", jpeg, "image/jpeg")})
     assert answer.status_code == 200

@@ -9,6 +9,7 @@ import httpx
 import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
+from tests.serving.serving_support import metric_delta, metric_samples
 
 from streamlit_app.results import COLUMNS, to_csv, to_json
 
@@ -123,5 +124,30 @@ def test_serving_without_a_model_is_explained(monkeypatch, unready_serving_url, 
     assert [
         item.value
         for item in app.main.error
-        if item.value.startswith(f"The prediction service at {unready_serving_url} is up but has no model loaded yet")
+        if item.value.startswith(f"The prediction service at {unready_serving_url} is up but cannot answer yet")
     ]
+
+
+def test_several_files_go_in_one_request_and_reruns_reuse_the_status(monkeypatch, serving_url, benign_image, malignant_image):
+    with httpx.Client(base_url=serving_url) as serving:
+        before = metric_samples(serving)
+        app = run_app(monkeypatch, serving_url)
+        app.file_uploader[0].set_value(
+            [(f"lesion-{i}.jpg", path.read_bytes(), "image/jpeg") for i, path in enumerate([benign_image, malignant_image] * 3)]
+        ).run()
+        predict_button(app).click().run()
+        app.run()
+        after = metric_samples(serving)
+
+    assert len(app.session_state["outcomes"]) == 6 and all("row" in outcome for outcome in app.session_state["outcomes"])
+    assert metric_delta(before, after, "serving_requests_total", handler="/predict", status="200") == 1
+    assert metric_delta(before, after, "serving_batch_size_sum") == 6
+    for route in ("/ready", "/model", "/info"):
+        asked = metric_delta(before, after, "serving_requests_total", handler=route, status="200")
+        assert asked <= 1, f"four runs of the page asked {route} {asked:.0f} times"
+
+
+def test_the_uploader_takes_no_larger_file_than_serving(monkeypatch, serving_url):
+    app = run_app(monkeypatch, serving_url)
+    limit = httpx.get(f"{serving_url}/info").json()["limits"]["max_upload_mb"]
+    assert app.file_uploader[0].proto.max_upload_size_mb == int(limit)

@@ -1,0 +1,58 @@
+"""What /predict and the V2 routes share: the served model, decoding off the event loop, the batcher."""
+
+import asyncio
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+from starlette.requests import Request
+
+from serving.batcher import MicroBatcher, ModelTimeout
+from serving.errors import ApiError
+from serving.holder import ModelHolder
+from serving.metrics import MODEL_TIMEOUTS
+from serving.model import LoadedModel
+from serving.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def decode_pool() -> ThreadPoolExecutor:
+    """One decoding thread per core: how many images are decoded at once, and so the memory it takes, is bounded."""
+    return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="decode")
+
+
+def settings_of(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def holder_of(request: Request) -> ModelHolder:
+    return request.app.state.holder
+
+
+def served_model(request: Request) -> LoadedModel:
+    """The model this request keeps to its end, or a 503 that says why there is none."""
+    holder = holder_of(request)
+    model = holder.current
+    if model is None:
+        raise ApiError(503, f"no model loaded: {holder.not_ready_reason()}")
+    return model
+
+
+async def decode_off_loop(request: Request, function, *args):
+    """Run a blocking decode in the decode pool."""
+    return await asyncio.get_running_loop().run_in_executor(request.app.state.decode_pool, function, *args)
+
+
+async def classify(request: Request, model: LoadedModel, images: np.ndarray) -> np.ndarray:
+    """Malignant probabilities of `images` from `model`, through the shared batcher."""
+    batcher: MicroBatcher = request.app.state.batcher
+    try:
+        return await batcher.predict(model, images)
+    except ModelTimeout as error:
+        MODEL_TIMEOUTS.inc()
+        raise ApiError(503, f"model version {model.version} is too slow right now: {error}") from None
+    except Exception:  # a broken model must answer with a reason, not drop the connection
+        log.exception("model version %s failed to predict", model.version)
+        raise ApiError(500, f"model version {model.version} failed to predict (details in the server log)") from None

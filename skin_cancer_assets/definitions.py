@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from skin_cancer_assets.assets.champion import champion_model
+from skin_cancer_assets.assets.champion import champion_asset
 from skin_cancer_assets.assets.data import preprocessed_arrays, raw_images
 from skin_cancer_assets.assets.deployment import serving_deployment
 from skin_cancer_assets.assets.models import model_assets
@@ -14,9 +14,9 @@ from skin_cancer_assets.sensors import redeploy_on_new_champion
 
 def build_defs(profile: Profile) -> dg.Definitions:
     """The whole graph for `profile`: it reaches the assets as the `profile` resource and sets the
-    model assets' launchpad defaults."""
+    launchpad defaults of the model assets and of the election."""
     return dg.Definitions(
-        assets=[raw_images, preprocessed_arrays, *model_assets(profile), champion_model, serving_deployment],
+        assets=[raw_images, preprocessed_arrays, *model_assets(profile), champion_asset(profile), serving_deployment],
         jobs=[train_and_elect, deploy_champion],
         sensors=[redeploy_on_new_champion],
         resources=build_resources(profile),

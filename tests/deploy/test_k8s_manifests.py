@@ -29,7 +29,7 @@ SECRETS = {"skin-cancer-secrets", "dagster-postgresql-secret"}
 # Keys of Dagster's Helm chart (values.schema.json of dagster/dagster) that these values use.
 CHART_KEYS = {
     "global", "generatePostgresqlPasswordSecret", "dagster-user-deployments", "runLauncher", "postgresql",
-    "computeLogManager", "dagsterWebserver", "dagsterDaemon", "telemetry",
+    "computeLogManager", "dagsterWebserver", "dagsterDaemon", "concurrency", "telemetry",
 }
 USER_DEPLOYMENT_KEYS = {
     "name", "image", "dagsterApiGrpcArgs", "port", "includeConfigInLaunchedRuns", "env", "envConfigMaps",

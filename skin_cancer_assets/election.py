@@ -96,11 +96,13 @@ def elect(candidates: list[Candidate], incumbent: Candidate | None, rules: Rules
 
     held = f"champion {incumbent.label} ({incumbent.roc_auc:.4f})"
     incumbent_meets_bar = incumbent.roc_auc >= rules.min_roc_auc
+    below = "" if incumbent_meets_bar else f"; the champion is below {bar}"
     if challenger.version == incumbent.version:
-        return Decision(KEPT, incumbent, challenger, f"{best} is already the champion", incumbent_meets_bar)
+        return Decision(KEPT, incumbent, challenger, f"{best} is already the champion{below}", incumbent_meets_bar)
     if challenger.roc_auc <= incumbent.roc_auc + rules.min_improvement:
         margin = f" by more than {rules.min_improvement:.4f}" if rules.min_improvement else ""
-        return Decision(KEPT, incumbent, challenger, f"the best candidate {best} does not beat {held}{margin}", incumbent_meets_bar)
+        reason = f"the best candidate {best} does not beat {held}{margin}{below}"
+        return Decision(KEPT, incumbent, challenger, reason, incumbent_meets_bar)
     if challenger.roc_auc < rules.min_roc_auc:
         reason = f"{best} beats {held} but is below {bar}: the alias stays"
         return Decision(REJECTED, incumbent, challenger, reason, False)

@@ -82,10 +82,10 @@ def champion_asset(profile: Profile) -> dg.AssetsDefinition:
         client = mlflow.MlflowClient()
         candidates = [Candidate.from_record(candidate_records[candidate_key(spec.name)]) for spec in ZOO]
         rows = shared_validation_rows(profile, train_labels)
-        validation = (train_images[rows], train_labels[rows], [train_image_ids[row] for row in rows])
+        images, labels, image_ids = train_images[rows], train_labels[rows], [train_image_ids[row] for row in rows]
         incumbent = _read_incumbent(client)
-        if incumbent is not None and incumbent.validation_digest != split_digest(*validation[:2]):
-            incumbent, candidates = _comparable(client, incumbent, candidates, *validation, context.log)
+        if incumbent is not None and incumbent.validation_digest != split_digest(images, labels):
+            incumbent, candidates = _comparable(client, incumbent, candidates, images, labels, image_ids, context.log)
         try:
             decision = elect(candidates, incumbent, Rules(config.min_roc_auc, config.min_improvement))
         except IncomparableScores as error:
@@ -96,8 +96,8 @@ def champion_asset(profile: Profile) -> dg.AssetsDefinition:
         if not decision.meets_bar:  # recorded as a failed check; nothing materializes, so nothing deploys
             yield check
             raise dg.Failure(
-                description=f"quality bar not met: {decision.reason}. The alias `{CHAMPION_ALIAS}` was not "
-                "touched, nothing is deployed and the previous champion keeps serving.",
+                description=f"quality bar {config.min_roc_auc:.4f} not met: {decision.reason}. The alias "
+                f"`{CHAMPION_ALIAS}` was not touched, nothing is deployed and the previous champion keeps serving.",
                 metadata={"decision": decision.outcome, "min_roc_auc": config.min_roc_auc},
             )
         if decision.moves_alias:
@@ -146,7 +146,10 @@ def _read_incumbent(client: mlflow.MlflowClient) -> Candidate | None:
         )
 
 
-def _comparable(client, incumbent, candidates, images, labels, image_ids, log) -> tuple[Candidate, list[Candidate]]:
+def _comparable(
+    client: mlflow.MlflowClient, incumbent: Candidate, candidates: list[Candidate],
+    images: np.ndarray, labels: np.ndarray, image_ids: list[str], log,
+) -> tuple[Candidate, list[Candidate]]:
     """Score a champion measured on other validation images on today's images it never trained
     on; when its training set leaves some out, score the candidates on the same images."""
     with _registry_errors(f"read the training images of champion {incumbent.label}"):
@@ -167,11 +170,11 @@ def _comparable(client, incumbent, candidates, images, labels, image_ids, log) -
     digest = split_digest(images, labels)
     log.info(f"champion {incumbent.label} re-scored on {len(labels)} of today's {len(unseen)} validation images it never trained on")
     if not unseen.all():
-        candidates = [_rescored(client, c, images, labels, digest) for c in candidates]
-    return _rescored(client, incumbent, images, labels, digest), candidates
+        candidates = [_rescored(c, images, labels, digest) for c in candidates]
+    return _rescored(incumbent, images, labels, digest), candidates
 
 
-def _rescored(client, candidate: Candidate, images: np.ndarray, labels: np.ndarray, digest: str) -> Candidate:
+def _rescored(candidate: Candidate, images: np.ndarray, labels: np.ndarray, digest: str) -> Candidate:
     """`candidate` with validation metrics measured on (images, labels), resized to its input."""
     import mlflow.keras
 
@@ -182,7 +185,9 @@ def _rescored(client, candidate: Candidate, images: np.ndarray, labels: np.ndarr
     return replace(candidate, validation_digest=digest, validation_metrics={name: metrics[name] for name in METRICS})
 
 
-def _champion_output(decision: Decision, incumbent, candidates, bar: float, ui_url: str) -> dg.Output:
+def _champion_output(
+    decision: Decision, incumbent: Candidate | None, candidates: list[Candidate], bar: float, ui_url: str
+) -> dg.Output:
     champion = decision.champion
     record = {
         "name": REGISTERED_MODEL_NAME,

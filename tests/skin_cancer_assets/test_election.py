@@ -85,6 +85,7 @@ def test_below_the_bar_a_better_challenger_leaves_the_alias_with_the_incumbent()
 def test_a_kept_champion_below_the_bar_is_reported_as_not_meeting_it():
     decision = elect([candidate("2", 0.60)], candidate("1", 0.70), Rules(min_roc_auc=0.80))
     assert decision.outcome == KEPT and not decision.meets_bar
+    assert decision.reason.endswith("the champion is below the bar 0.8000")
 
 
 def test_the_bar_is_inclusive():

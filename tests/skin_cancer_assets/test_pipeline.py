@@ -17,7 +17,8 @@ import pytest
 
 from skin_cancer_assets.assets.champion import ELECTION_POOL
 from skin_cancer_assets.assets.models import TRAINING_IMAGES
-from skin_cancer_assets.model_zoo import ZOO
+from skin_cancer_assets.model_zoo import ZOO, build_model
+from skin_cancer_assets.training_config import TrainingConfig
 from skin_cancer_contract.evaluation import split_digest
 from skin_cancer_contract.imaging import decode_image
 from skin_cancer_contract.registry import CHAMPION_ALIAS, REGISTERED_MODEL_NAME
@@ -206,7 +207,7 @@ def test_a_quality_bar_above_every_candidate_leaves_the_alias_and_records_why(ar
     assert check.check_name == "quality_bar" and not check.passed
     assert check.metadata["decision"].value == "rejected"
     assert "is below the bar 0.9900: the alias stays" in check.metadata["reason"].value
-    assert "quality bar not met" in failure_message(result) and "nothing is deployed" in failure_message(result)
+    assert "quality bar 0.9900 not met" in failure_message(result) and "nothing is deployed" in failure_message(result)
     assert not champion_materialized(result)  # so the redeploy sensor has nothing to deploy
     assert champion_version(client) == champion["version"]
 
@@ -225,6 +226,22 @@ def test_a_champion_from_another_data_version_is_rescored_on_images_it_never_tra
     rescored = record["incumbent"]["validation_metrics"]["roc_auc"]
     assert rescored != 0.99 and {c["validation_metrics"]["roc_auc"] for c in record["candidates"]} == {rescored}
     assert record["decision"] == "kept" and record["version"] == champion["version"]  # same network: an exact tie
+
+
+def test_a_champion_of_another_input_size_is_resized_and_scored_on_the_whole_validation_split(arena, tmp_path):
+    network = build_model(ZOO[0], TrainingConfig(image_size=32), input_size=32)  # today's arrays are 64 px
+    folder = tmp_path / "32px"
+    mlflow.keras.save_model(network, str(folder))
+    champion = register_candidate(arena.client, "smoke", str(folder), 0.99, "another-data-version", trained_on=["elsewhere"])
+    arena.crown(champion)
+    offer_candidate(candidate := arena.candidate(0.0))
+
+    record = arena.elect().output_for_node("champion_model")
+    assert record["incumbent"]["validation_digest"] == arena.validation["digest"]  # it never saw today's images
+    rescored = record["incumbent"]["validation_metrics"]["roc_auc"]
+    assert 0.0 <= rescored <= 1.0 and rescored != 0.99
+    assert {c["validation_metrics"]["roc_auc"] for c in record["candidates"]} == {0.0}  # candidates keep their scores
+    assert record["decision"] == "kept" and record["version"] == champion["version"] != candidate["version"]
 
 
 def test_two_elections_launched_together_run_one_after_the_other_and_the_best_is_aliased(arena, client, tmp_path):

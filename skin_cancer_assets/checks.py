@@ -7,6 +7,7 @@ costs no extra process and no reload of the arrays; blocking checks stop downstr
 import dagster as dg
 import numpy as np
 
+from skin_cancer_assets.election import Decision
 from skin_cancer_contract.data import LABELS, SPLITS
 
 NO_TRAIN_TEST_LEAK = dg.AssetCheckSpec(
@@ -24,7 +25,9 @@ CLASS_COUNTS = dg.AssetCheckSpec(
     description="Both classes present in both splits; no more labels than manifest images.",
 )
 CHAMPION_QUALITY = dg.AssetCheckSpec(
-    "quality_bar", asset="champion_model", description="The champion meets the profile's minimum test ROC-AUC."
+    "quality_bar", asset="champion_model", blocking=True,
+    description="The champion after the election reaches ChampionConfig.min_roc_auc on the validation split; "
+    "evaluated before the alias moves, and a failure fails the run with the alias untouched.",
 )
 
 
@@ -77,11 +80,19 @@ def class_counts(manifest: dict, labels_by_split: dict[str, np.ndarray]) -> dg.A
     )
 
 
-def champion_quality(champion: dict, bar: float) -> dg.AssetCheckResult:
-    roc_auc = champion["metrics"]["roc_auc"] or 0.0
+def champion_quality(decision: Decision, bar: float) -> dg.AssetCheckResult:
+    champion = decision.champion
     return dg.AssetCheckResult(
         asset_key="champion_model",
         check_name=CHAMPION_QUALITY.name,
-        passed=roc_auc >= bar,
-        metadata={"test_roc_auc": roc_auc, "minimum": bar, "version": champion["version"]},
+        passed=decision.meets_bar,
+        metadata={
+            "minimum_validation_roc_auc": bar,
+            "decision": decision.outcome,
+            "reason": decision.reason,
+            "champion": champion.label if champion else "none",
+            **({"champion_validation_roc_auc": champion.roc_auc} if champion else {}),
+            "best_candidate": decision.challenger.label,
+            "best_candidate_validation_roc_auc": decision.challenger.roc_auc,
+        },
     )

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from skin_cancer_assets.assets.champion import champion_model
+from skin_cancer_assets.assets.champion import champion_asset
 from skin_cancer_assets.assets.data import preprocessed_arrays, raw_images
 from skin_cancer_assets.assets.deployment import serving_deployment
 from skin_cancer_assets.assets.models import model_assets
@@ -14,9 +14,16 @@ from skin_cancer_assets.sensors import redeploy_on_new_champion
 
 def build_defs(profile: Profile, gpu_tags: dict | None = None) -> dg.Definitions:
     """The whole graph for `profile`: it reaches the assets as the `profile` resource and sets the
-    model assets' launchpad defaults. `gpu_tags` go on the steps of models that want a GPU."""
+    launchpad defaults of the model assets and of the election. `gpu_tags` go on the steps of models
+    that want a GPU."""
     return dg.Definitions(
-        assets=[raw_images, preprocessed_arrays, *model_assets(profile, gpu_tags or {}), champion_model, serving_deployment],
+        assets=[
+            raw_images,
+            preprocessed_arrays,
+            *model_assets(profile, gpu_tags or {}),
+            champion_asset(profile),
+            serving_deployment,
+        ],
         jobs=[train_and_elect, deploy_champion],
         sensors=[redeploy_on_new_champion],
         resources=build_resources(profile),

@@ -55,9 +55,7 @@ def train(
     import keras
 
     keras.utils.set_random_seed(config.seed)
-    train_idx, val_idx = train_test_split(
-        np.arange(len(labels)), test_size=config.validation_split, stratify=labels, random_state=config.seed
-    )
+    train_idx, val_idx = validation_split(labels, config.validation_split, config.seed)
     if spec.cross_validated:
         model, history, fold_metrics = _train_cross_validated(spec, config, images, labels, train_idx, log_epoch)
     else:
@@ -66,6 +64,15 @@ def train(
     val_probs = predict(model, images[val_idx], config.batch_size)
     threshold = threshold_for_recall(labels[val_idx], val_probs, config.target_recall)
     return TrainedModel(model, history, threshold, evaluate(labels[val_idx], val_probs, threshold), fold_metrics)
+
+
+def validation_split(labels: np.ndarray, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices (fitted on, held out) of the stratified, seeded validation split.
+
+    The one definition: training holds these rows out, the model assets log which images were
+    fitted on, and the election scores every model on the held-out rows.
+    """
+    return train_test_split(np.arange(len(labels)), test_size=share, stratify=labels, random_state=seed)
 
 
 def _train_cross_validated(spec, config, images, labels, train_idx, log_epoch):

@@ -1,140 +1,226 @@
-"""The selection group: elect the champion among the trained candidates."""
+"""The selection group: elect the champion from the candidates' records and move the alias.
+
+The rules are `skin_cancer_assets.election.elect`; this asset gathers what they compare. Every
+score must be on the same validation images: a champion trained on another data version is
+re-scored on today's validation images it never trained on (and the candidates with it, when
+that leaves some out). Only a registry without the alias means "no champion yet"; any other
+registry error fails the run before the alias moves. One election runs at a time: the step is in
+the `skin_cancer_election` pool, which every instance file limits to 1.
+"""
+
+from contextlib import contextmanager
+from dataclasses import replace
 
 import dagster as dg
 import mlflow
 import numpy as np
 from mlflow.exceptions import MlflowException
+from pydantic import Field, create_model
+from pydantic.fields import FieldInfo
 
 from resources.mlflow_tracking import MlflowTracking
 from skin_cancer_assets import checks, training
+from skin_cancer_assets.assets.models import TRAINING_IMAGES, candidate_key
+from skin_cancer_assets.election import Candidate, Decision, IncomparableScores, Rules, elect
 from skin_cancer_assets.model_zoo import ZOO
 from skin_cancer_assets.profiles import Profile
+from skin_cancer_assets.training_config import TrainingConfig
 from skin_cancer_contract.evaluation import METRICS, evaluate, split_digest
 from skin_cancer_contract.imaging import resize_images
 from skin_cancer_contract.registry import CHAMPION_ALIAS, REGISTERED_MODEL_NAME, version_uri
 
+ELECTION_POOL = "skin_cancer_election"
+"""Concurrency pool of the election step; the instance files limit every pool to one slot."""
+
 
 class ChampionConfig(dg.Config):
-    primary_metric: str = "roc_auc"
-    """Test-set metric that decides: ROC-AUC ranks models independently of any threshold."""
-    min_improvement: float = 0.0
-    """A challenger must beat the champion by more than this to take the alias."""
+    min_roc_auc: float = Field(
+        default=0.0,
+        description="Validation ROC-AUC the champion must reach (the blocking `quality_bar` check, "
+        "evaluated before the alias moves); below it the run fails and the alias stays.",
+    )
+    min_improvement: float = Field(
+        default=0.0, description="A challenger must beat the champion's validation ROC-AUC by more than this."
+    )
 
 
-def _candidate(client: mlflow.MlflowClient, version: str) -> dict:
-    model_version = client.get_model_version(REGISTERED_MODEL_NAME, version)
-    metrics = client.get_run(model_version.run_id).data.metrics
-    return {
-        "version": str(version),
-        "model_class": model_version.tags.get("model_class", "unknown"),
-        "run_id": model_version.run_id,
-        "threshold": float(model_version.tags.get("threshold", 0.5)),
-        "test_set_digest": model_version.tags.get("test_set_digest"),
-        "metrics": {name: metrics.get(f"test_{name}") for name in METRICS},
-    }
+def champion_config_for(profile: Profile) -> type[ChampionConfig]:
+    """The launchpad's election settings, with the profile's quality bar as the default."""
+    bar = FieldInfo.merge_field_infos(ChampionConfig.model_fields["min_roc_auc"], default=profile.min_champion_roc_auc)
+    return create_model("ChampionConfig", __base__=ChampionConfig, min_roc_auc=(float, bar))
 
 
-def _rescore(candidate: dict, images: np.ndarray, labels: np.ndarray) -> dict:
-    """Score a champion trained on another test set on today's test set."""
+def shared_validation_rows(profile: Profile, labels: np.ndarray) -> np.ndarray:
+    """Rows of the train arrays that every model of `profile` holds out for validation."""
+    shared = TrainingConfig(**profile.training_overrides)
+    return training.validation_split(labels, shared.validation_split, shared.seed)[1]
+
+
+def champion_asset(profile: Profile) -> dg.AssetsDefinition:
+    """`champion_model` for `profile`: its quality bar and its shared validation split."""
+    config_class = champion_config_for(profile)
+
+    @dg.asset(
+        name="champion_model",
+        group_name="selection",
+        ins={candidate_key(spec.name): dg.AssetIn() for spec in ZOO},
+        kinds={"mlflow"},
+        check_specs=[checks.CHAMPION_QUALITY],
+        pool=ELECTION_POOL,
+    )
+    def champion_model(
+        context: dg.AssetExecutionContext,
+        config: config_class,
+        train_images: np.ndarray,
+        train_labels: np.ndarray,
+        train_image_ids: list[str],
+        mlflow: MlflowTracking,
+        **candidate_records: dict,
+    ):
+        """The best candidate on the shared validation split; the MLflow alias `champion` moves only
+        when it beats the current champion and reaches the quality bar. Test metrics are reported."""
+        client = mlflow.MlflowClient()
+        candidates = [Candidate.from_record(candidate_records[candidate_key(spec.name)]) for spec in ZOO]
+        rows = shared_validation_rows(profile, train_labels)
+        images, labels, image_ids = train_images[rows], train_labels[rows], [train_image_ids[row] for row in rows]
+        incumbent = _read_incumbent(client)
+        if incumbent is not None and incumbent.validation_digest != split_digest(images, labels):
+            incumbent, candidates = _comparable(client, incumbent, candidates, images, labels, image_ids, context.log)
+        try:
+            decision = elect(candidates, incumbent, Rules(config.min_roc_auc, config.min_improvement))
+        except IncomparableScores as error:
+            raise dg.Failure(f"the election cannot rank the candidates: {error}; the alias was not touched") from error
+        context.log.info(f"champion: {decision.outcome} ({decision.reason})")
+
+        check = checks.champion_quality(decision, config.min_roc_auc)
+        if not decision.meets_bar:  # recorded as a failed check; nothing materializes, so nothing deploys
+            yield check
+            raise dg.Failure(
+                description=f"quality bar {config.min_roc_auc:.4f} not met: {decision.reason}. The alias "
+                f"`{CHAMPION_ALIAS}` was not touched, nothing is deployed and the previous champion keeps serving.",
+                metadata={"decision": decision.outcome, "min_roc_auc": config.min_roc_auc},
+            )
+        if decision.moves_alias:
+            with _registry_errors(f"move the alias `{CHAMPION_ALIAS}` to version {decision.champion.version}"):
+                client.set_registered_model_alias(REGISTERED_MODEL_NAME, CHAMPION_ALIAS, decision.champion.version)
+        yield _champion_output(decision, incumbent, candidates, config.min_roc_auc, mlflow.ui_url)
+        yield check
+
+    return champion_model
+
+
+@contextmanager
+def _registry_errors(action: str):
+    """Turn an MLflow error into a Failure naming the tracking server: the alias stays where it was."""
+    try:
+        yield
+    except MlflowException as error:
+        raise dg.Failure(
+            f"MLflow tracking server {mlflow.get_tracking_uri()} (MLFLOW_TRACKING_URI) failed to {action}: "
+            f"{error}. The alias `{CHAMPION_ALIAS}` was not touched and nothing is deployed."
+        ) from error
+
+
+def _read_incumbent(client: mlflow.MlflowClient) -> Candidate | None:
+    """The version the alias points at, as a candidate record; None only when there is no alias."""
+    with _registry_errors(f"read the alias `{CHAMPION_ALIAS}` of {REGISTERED_MODEL_NAME}"):
+        try:
+            aliases = client.get_registered_model(REGISTERED_MODEL_NAME).aliases
+        except MlflowException as error:
+            if error.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+            return None  # nothing was ever registered
+        if CHAMPION_ALIAS not in aliases:
+            return None
+        version = client.get_model_version(REGISTERED_MODEL_NAME, aliases[CHAMPION_ALIAS])
+        metrics = client.get_run(version.run_id).data.metrics
+        return Candidate(
+            model_class=version.tags.get("model_class", "unknown"),
+            version=str(version.version),
+            run_id=version.run_id,
+            threshold=float(version.tags.get("threshold", 0.5)),
+            validation_digest=version.tags.get("validation_digest", ""),
+            validation_metrics={name: metrics.get(f"val_{name}") for name in METRICS},
+            test_digest=version.tags.get("test_digest", ""),
+            test_metrics={name: metrics.get(f"test_{name}") for name in METRICS},
+        )
+
+
+def _comparable(
+    client: mlflow.MlflowClient, incumbent: Candidate, candidates: list[Candidate],
+    images: np.ndarray, labels: np.ndarray, image_ids: list[str], log,
+) -> tuple[Candidate, list[Candidate]]:
+    """Score a champion measured on other validation images on today's images it never trained
+    on; when its training set leaves some out, score the candidates on the same images."""
+    with _registry_errors(f"read the training images of champion {incumbent.label}"):
+        logged = {artifact.path for artifact in client.list_artifacts(incumbent.run_id)}
+        seen = None
+        if TRAINING_IMAGES in logged:
+            seen = set(mlflow.artifacts.load_dict(f"runs:/{incumbent.run_id}/{TRAINING_IMAGES}")["sha256"])
+    if seen is None:
+        log.warning(f"champion {incumbent.label} logged no {TRAINING_IMAGES}: it is scored on every validation image")
+        seen = set()
+    unseen = np.array([image_id not in seen for image_id in image_ids], dtype=bool)
+    if not unseen.any():
+        raise dg.Failure(
+            f"champion {incumbent.label} trained on every one of today's {len(image_ids)} validation images, "
+            f"so it cannot be compared; the alias `{CHAMPION_ALIAS}` was not touched"
+        )
+    images, labels = images[unseen], labels[unseen]
+    digest = split_digest(images, labels)
+    log.info(f"champion {incumbent.label} re-scored on {len(labels)} of today's {len(unseen)} validation images it never trained on")
+    if not unseen.all():
+        candidates = [_rescored(c, images, labels, digest) for c in candidates]
+    return _rescored(incumbent, images, labels, digest), candidates
+
+
+def _rescored(candidate: Candidate, images: np.ndarray, labels: np.ndarray, digest: str) -> Candidate:
+    """`candidate` with validation metrics measured on (images, labels), resized to its input."""
     import mlflow.keras
 
-    model = mlflow.keras.load_model(version_uri(candidate["version"]))
-    images = resize_images(images, model.input_shape[1])
-    metrics = evaluate(labels, training.predict(model, images), candidate["threshold"])
-    return {**candidate, "metrics": {name: metrics[name] for name in METRICS}, "rescored": True}
+    with _registry_errors(f"load {candidate.label}"):
+        model = mlflow.keras.load_model(version_uri(candidate.version))
+    probs = training.predict(model, resize_images(images, model.input_shape[1]))
+    metrics = evaluate(labels, probs, candidate.threshold)
+    return replace(candidate, validation_digest=digest, validation_metrics={name: metrics[name] for name in METRICS})
 
 
-@dg.asset(
-    group_name="selection",
-    deps=[spec.name for spec in ZOO],
-    kinds={"mlflow"},
-    check_specs=[checks.CHAMPION_QUALITY],
-)
-def champion_model(
-    context: dg.AssetExecutionContext,
-    config: ChampionConfig,
-    test_images: np.ndarray,
-    test_labels: np.ndarray,
-    mlflow: MlflowTracking,
-    profile: Profile,
-):
-    """The best candidate on the held-out test set; the MLflow alias `champion` moves only when a
-    challenger beats the current champion by the primary metric (ROC-AUC by default)."""
-    client = mlflow.MlflowClient()
-    digest = split_digest(test_images, test_labels)
-    candidates = []
-    for spec in ZOO:
-        event = context.instance.get_latest_materialization_event(dg.AssetKey(spec.name))
-        if event is None or event.asset_materialization is None:
-            context.log.warning(f"{spec.name} has never been materialized; it is not a candidate")
-            continue
-        version = event.asset_materialization.metadata["mlflow_model_version"].value
-        candidates.append(_candidate(client, str(version)))
-    if not candidates:
-        raise dg.Failure("no trained candidates: materialize at least one model asset first")
-
-    key = config.primary_metric
-
-    def score(candidate: dict) -> tuple[float, float]:
-        return (candidate["metrics"][key] or 0.0, candidate["metrics"]["recall_malignant"] or 0.0)
-
-    challenger = max(candidates, key=score)
-    try:
-        incumbent = _candidate(client, client.get_model_version_by_alias(REGISTERED_MODEL_NAME, CHAMPION_ALIAS).version)
-    except MlflowException:
-        incumbent = None
-    if incumbent is not None and incumbent["test_set_digest"] != digest:
-        incumbent = _rescore(incumbent, test_images, test_labels)
-
-    if incumbent is None:
-        decision, reason = "promoted", f"no champion yet; {challenger['model_class']} has the best test {key}"
-    elif incumbent["version"] == challenger["version"]:
-        decision, reason = "kept", f"version {incumbent['version']} is already the champion"
-    elif score(challenger)[0] > score(incumbent)[0] + config.min_improvement:
-        decision = "promoted"
-        reason = (
-            f"{challenger['model_class']} v{challenger['version']} test {key} {score(challenger)[0]:.4f} beats "
-            f"champion v{incumbent['version']} {score(incumbent)[0]:.4f}"
-        )
-    else:
-        decision = "kept"
-        reason = (
-            f"best challenger {challenger['model_class']} v{challenger['version']} test {key} "
-            f"{score(challenger)[0]:.4f} does not beat champion v{incumbent['version']} {score(incumbent)[0]:.4f}"
-        )
-    champion = challenger if decision == "promoted" else incumbent
-    if decision == "promoted":
-        client.set_registered_model_alias(REGISTERED_MODEL_NAME, CHAMPION_ALIAS, champion["version"])
-    context.log.info(f"champion: {decision} ({reason})")
-
+def _champion_output(
+    decision: Decision, incumbent: Candidate | None, candidates: list[Candidate], bar: float, ui_url: str
+) -> dg.Output:
+    champion = decision.champion
     record = {
         "name": REGISTERED_MODEL_NAME,
         "alias": CHAMPION_ALIAS,
-        "model_uri": version_uri(champion["version"]),
-        **{k: champion[k] for k in ("version", "model_class", "run_id", "threshold", "metrics")},
-        "decision": decision,
-        "reason": reason,
-        "primary_metric": key,
-        "candidates": [{k: c[k] for k in ("version", "model_class", "metrics")} for c in candidates],
+        "model_uri": version_uri(champion.version),
+        **champion.to_record(),
+        "decision": decision.outcome,
+        "reason": decision.reason,
+        "incumbent": incumbent.to_record() if incumbent else None,
+        "min_roc_auc": bar,
+        "candidates": [c.to_record() for c in candidates],
     }
-    table = "\n".join(
-        f"| {c['model_class']} | {c['version']} | "
-        + " | ".join(f"{c['metrics'][m]:.3f}" if c["metrics"][m] is not None else "-" for m in METRICS)
-        + " |"
+    header = "| model | version | validation roc_auc | " + " | ".join(f"test {m}" for m in METRICS) + " |"
+    rows = [
+        f"| {c.model_class} | {c.version} | {c.roc_auc:.3f} | " + " | ".join(_shown(c.test_metrics.get(m)) for m in METRICS) + " |"
         for c in candidates
-    )
-    yield dg.Output(
+    ]
+    return dg.Output(
         record,
         metadata={
-            "champion_version": int(champion["version"]),
-            "champion_class": champion["model_class"],
-            "decision": decision,
-            "reason": reason,
-            **{f"test_{m}": float(champion["metrics"][m] or 0.0) for m in METRICS},
-            "candidates": dg.MetadataValue.md(
-                "| model | version | " + " | ".join(METRICS) + " |\n|" + "---|" * (2 + len(METRICS)) + "\n" + table
-            ),
-            "registry": dg.MetadataValue.url(f"{mlflow.ui_url}/#/models/{REGISTERED_MODEL_NAME}"),
+            "champion_version": int(champion.version),
+            "champion_class": champion.model_class,
+            "decision": decision.outcome,
+            "reason": decision.reason,
+            "previous_version": incumbent.version if incumbent else "none",
+            "min_roc_auc": bar,
+            **{f"val_{m}": float(value) for m, value in champion.validation_metrics.items() if value is not None},
+            **{f"test_{m}": float(value) for m, value in champion.test_metrics.items() if value is not None},
+            "candidates": dg.MetadataValue.md("\n".join([header, "|" + "---|" * (3 + len(METRICS)), *rows])),
+            "registry": dg.MetadataValue.url(f"{ui_url}/#/models/{REGISTERED_MODEL_NAME}"),
         },
     )
-    yield checks.champion_quality(record, profile.min_champion_roc_auc)
+
+
+def _shown(value) -> str:
+    return "-" if value is None else f"{value:.3f}"

@@ -16,7 +16,7 @@ from skin_cancer_assets.preprocessing import (
 )
 from skin_cancer_assets.profiles import Profile
 from skin_cancer_assets.versioning import code_version
-from skin_cancer_contract.data import LABELS
+from skin_cancer_contract.data import LABELS, SPLITS
 from skin_cancer_contract.imaging import decode_image
 
 
@@ -72,6 +72,13 @@ PREPROCESSING_VERSION = code_version(decode_image, decode_split)
         "train_labels": dg.AssetOut(description="Training labels: 0 benign, 1 malignant.", code_version=PREPROCESSING_VERSION),
         "test_images": dg.AssetOut(description="Held-out test images, uint8 NHWC RGB.", code_version=PREPROCESSING_VERSION),
         "test_labels": dg.AssetOut(description="Held-out test labels: 0 benign, 1 malignant.", code_version=PREPROCESSING_VERSION),
+        **{
+            f"{split}_image_ids": dg.AssetOut(
+                description=f"The sha256 of each {split} image's source file, row by row of `{split}_images`.",
+                code_version=PREPROCESSING_VERSION,
+            )
+            for split in SPLITS
+        },
     },
     check_specs=[*checks.ARRAY_SHAPES, checks.CLASS_COUNTS],
 )
@@ -83,7 +90,8 @@ def preprocessed_arrays(
     profile: Profile,
     mlflow: MlflowTracking,
 ):
-    """Decode, resize and shuffle the manifest's images into uint8 arrays, one pair per split.
+    """Decode, resize and shuffle the manifest's images into uint8 arrays, one pair per split, and
+    the sha256 of each row's source file (so a model's training images can be named later).
 
     No float copy of the set is ever made: models scale their own inputs.
     """
@@ -109,6 +117,8 @@ def preprocessed_arrays(
             },
         )
         yield dg.Output(labels, output_name=f"{split}_labels", metadata={"count": len(labels), **class_counts})
+        image_ids = [e["sha256"] for e in entries if e["path"] not in failed]
+        yield dg.Output(image_ids, output_name=f"{split}_image_ids", metadata={"count": len(image_ids)})
         yield checks.arrays_shape(split, images, labels, size)
         labels_by_split[split] = labels
     yield checks.class_counts(raw_images, labels_by_split)

@@ -1,4 +1,5 @@
-"""The training group: one asset per model class, all made by `model_asset` from the zoo."""
+"""The training group: per model class, the trained network and its candidate record, made by
+`model_asset` from the zoo."""
 
 import os
 import time
@@ -9,6 +10,7 @@ import numpy as np
 
 from resources.mlflow_tracking import MlflowTracking, artifact_url, run_url
 from skin_cancer_assets import figures, training
+from skin_cancer_assets.election import Candidate
 from skin_cancer_assets.model_zoo import ZOO, ModelSpec, build_model
 from skin_cancer_assets.profiles import Profile
 from skin_cancer_assets.training_config import config_class_for
@@ -17,35 +19,53 @@ from skin_cancer_contract.evaluation import METRICS, evaluate, split_digest
 from skin_cancer_contract.registry import REGISTERED_MODEL_NAME
 
 FIGURES = ("learning_curves.png", "confusion_matrix.png")
+TRAINING_IMAGES = "training_images.json"
+"""Run artifact: the sha256 of every image the network was fitted on, so a later election can
+score it only on images it has never seen."""
+
+
+def candidate_key(model_name: str) -> str:
+    """The asset holding the candidate record of `model_name`."""
+    return f"{model_name}_candidate"
 
 
 def model_asset(spec: ModelSpec, profile: Profile, gpu_tags: dict) -> dg.AssetsDefinition:
-    """A Dagster asset that trains `spec`, logs it to its own MLflow run and registers it."""
+    """Two assets from one step: the network `spec.name` (stored as `.keras`) and its candidate
+    record for the election (JSON). The step trains, logs its own MLflow run and registers a version."""
     config_class = config_class_for(spec.name, {**spec.defaults, **profile.training_overrides})
     parallel_steps = min(len(ZOO), os.cpu_count() or 1)
+    version = code_version(spec.build_network, build_model, training)
 
-    @dg.asset(
+    @dg.multi_asset(
         name=spec.name,
         group_name="training",
-        description=spec.description,
-        code_version=code_version(spec.build_network, build_model, training),
+        outs={
+            spec.name: dg.AssetOut(description=spec.description, code_version=version, kinds={"tensorflow", "mlflow"}),
+            candidate_key(spec.name): dg.AssetOut(
+                description=f"What {spec.name} offers the election: registered version, validation and test "
+                "metrics, and the digests of the splits they were measured on.",
+                code_version=version,
+            ),
+        },
         op_tags={**spec.op_tags, **(gpu_tags if spec.wants_gpu else {})},
-        kinds={"tensorflow", "mlflow"},
     )
     def _train_asset(
         context: dg.AssetExecutionContext,
         config: config_class,
         train_images: np.ndarray,
         train_labels: np.ndarray,
+        train_image_ids: list[str],
         test_images: np.ndarray,
         test_labels: np.ndarray,
         mlflow: MlflowTracking,  # opens the Dagster run's MLflow run, in which this step's run nests
-    ) -> dg.Output:
+    ):
         training.limit_threads(training.threads_per_training_step(parallel_steps))
         started = time.monotonic()
+        fitted_rows, validation_rows = training.validation_split(train_labels, config.validation_split, config.seed)
         with mlflow.start_run(run_name=spec.name, nested=True) as run:
             mlflow.set_tags({"model_class": spec.name, "dagster_run_id": context.run_id})
             mlflow.log_params({**config.model_dump(), "model_class": spec.name, "train_images": len(train_labels)})
+            mlflow.log_dict({"sha256": [train_image_ids[row] for row in fitted_rows]}, TRAINING_IMAGES)
 
             def log_epoch(prefix: str, epoch: int, metrics: dict[str, float]) -> None:
                 mlflow.log_metrics({f"{prefix}{k}": float(v) for k, v in metrics.items()}, step=epoch)
@@ -56,49 +76,69 @@ def model_asset(spec: ModelSpec, profile: Profile, gpu_tags: dict) -> dg.AssetsD
             probs = training.predict(trained.model, test_images, config.batch_size)
             test = evaluate(test_labels, probs, trained.threshold)
             seconds = time.monotonic() - started
+            evaluation = {
+                **{f"test_{k}": v for k, v in test.items()},
+                **{f"val_{k}": v for k, v in trained.validation_metrics.items()},
+                "threshold": trained.threshold,
+                "training_seconds": seconds,
+            }
             for fold, fold_metrics in enumerate(trained.fold_metrics):
-                mlflow.log_metrics({f"fold_{fold}_val_{k}": v for k, v in fold_metrics.items()})
+                evaluation.update({f"fold_{fold}_val_{k}": v for k, v in fold_metrics.items()})
             if trained.fold_metrics:
                 for name in ("roc_auc", "accuracy"):
-                    mlflow.log_metric(f"cv_mean_val_{name}", float(np.mean([f[name] for f in trained.fold_metrics])))
-            mlflow.log_metrics(
-                {
-                    **{f"test_{k}": v for k, v in test.items()},
-                    **{f"val_{k}": v for k, v in trained.validation_metrics.items()},
-                    "threshold": trained.threshold,
-                    "training_seconds": seconds,
-                }
-            )
+                    evaluation[f"cv_mean_val_{name}"] = float(np.mean([f[name] for f in trained.fold_metrics]))
+            # Logged after the last epoch's step, so the logged model links these and not the curves.
+            mlflow.log_metrics(evaluation, step=config.epochs)
             curves = figures.learning_curves(trained.history, f"{spec.name}: learning curves")
             confusion = figures.confusion_matrix(test, f"{spec.name}: test set")
             for figure, path in zip((curves, confusion), FIGURES):
                 mlflow.log_figure(figure, path)
                 figures.close(figure)
-            version = _register(trained.model, test_images[:1], probs[:1])
-            client = mlflow.MlflowClient()
-            for key, value in {
-                "model_class": spec.name,
-                "threshold": f"{trained.threshold:.6f}",
-                "image_size": str(test_images.shape[1]),
-                "test_set_digest": split_digest(test_images, test_labels),
-                "dagster_run_id": context.run_id,
-            }.items():
-                client.set_model_version_tag(REGISTERED_MODEL_NAME, version, key, value)
+            validation_digest = split_digest(train_images[validation_rows], train_labels[validation_rows])
+            test_digest = split_digest(test_images, test_labels)
+            registered = _log_and_register(
+                trained.model,
+                spec.name,
+                test_images[:1],
+                probs[:1],
+                step=config.epochs,
+                tags={
+                    "model_class": spec.name,
+                    "threshold": f"{trained.threshold:.6f}",
+                    "image_size": str(test_images.shape[1]),
+                    "validation_digest": validation_digest,
+                    "test_digest": test_digest,
+                    "dagster_run_id": context.run_id,
+                },
+            )
+            candidate = Candidate(
+                model_class=spec.name,
+                version=registered,
+                run_id=run.info.run_id,
+                threshold=trained.threshold,
+                validation_digest=validation_digest,
+                validation_metrics={name: float(trained.validation_metrics[name]) for name in METRICS},
+                test_digest=test_digest,
+                test_metrics={name: float(test[name]) for name in METRICS},
+            )
 
         context.log.info(
-            f"{spec.name}: test ROC-AUC {test['roc_auc']:.3f}, accuracy {test['accuracy']:.3f}, "
-            f"malignant recall {test['recall_malignant']:.3f} at threshold {trained.threshold:.3f}; version {version}"
+            f"{spec.name}: validation ROC-AUC {candidate.roc_auc:.3f}; test ROC-AUC {test['roc_auc']:.3f}, "
+            f"accuracy {test['accuracy']:.3f}, malignant recall {test['recall_malignant']:.3f} "
+            f"at threshold {trained.threshold:.3f}; version {registered}"
         )
-        return dg.Output(
+        yield dg.Output(
             trained.model,
+            output_name=spec.name,
             metadata={
                 "mlflow_run_id": run.info.run_id,
                 "mlflow_run": dg.MetadataValue.url(run_url(mlflow.ui_url, run.info.experiment_id, run.info.run_id)),
-                "mlflow_model_version": int(version),
+                "mlflow_model_version": int(registered),
                 "threshold": trained.threshold,
                 "training_seconds": round(seconds, 1),
                 "epochs_run": len(trained.history.get("loss", [])),
-                **{f"test_{name}": float(test[name]) for name in METRICS},
+                **{f"val_{name}": value for name, value in candidate.validation_metrics.items()},
+                **{f"test_{name}": value for name, value in candidate.test_metrics.items()},
                 "test_confusion": dg.MetadataValue.json(
                     {k: test[k] for k in ("true_negatives", "false_positives", "false_negatives", "true_positives")}
                 ),
@@ -113,34 +153,43 @@ def model_asset(spec: ModelSpec, profile: Profile, gpu_tags: dict) -> dg.AssetsD
                 },
             },
         )
+        yield dg.Output(
+            candidate.to_record(),
+            output_name=candidate_key(spec.name),
+            metadata={
+                "version": int(registered),
+                "validation_roc_auc": candidate.roc_auc,
+                "validation_digest": candidate.validation_digest,
+            },
+        )
 
     return _train_asset
 
 
-def _register(model, example_images: np.ndarray, example_probs: np.ndarray) -> str:
-    """Log the Keras model with a signature and an input example; register it as a new version.
+def _log_and_register(
+    model, name: str, example_images: np.ndarray, example_probs: np.ndarray, step: int, tags: dict[str, str]
+) -> str:
+    """Log the network as an MLflow logged model (the run's metrics at `step` linked to it) and
+    register it as a new version carrying `tags`, which the election reads back. Returns the version.
 
-    `mlflow.keras.log_model` writes the input example before creating its folder (MLflow 3.17),
-    so the model is saved into a folder of ours, logged as artifacts, then registered.
+    No input example: `mlflow.keras.save_model` (MLflow 3.17) writes it before it creates the
+    model's folder, so `log_model` with an example fails; the signature documents the input.
     """
-    import tempfile
-
     import keras
     import mlflow.keras
     import tensorflow as tf
     from mlflow.models import infer_signature
 
-    with tempfile.TemporaryDirectory() as folder:
-        mlflow.keras.save_model(
-            model,
-            folder,
-            signature=infer_signature(example_images, example_probs.reshape(-1, 1)),
-            input_example=example_images,
-            pip_requirements=[f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"],
-        )
-        mlflow.log_artifacts(folder, "model")
-    run_id = mlflow.active_run().info.run_id
-    return str(mlflow.register_model(f"runs:/{run_id}/model", REGISTERED_MODEL_NAME).version)
+    info = mlflow.keras.log_model(
+        model,
+        name=name,
+        signature=infer_signature(example_images, example_probs.reshape(-1, 1)),
+        pip_requirements=[f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"],
+        registered_model_name=REGISTERED_MODEL_NAME,
+        step=step,
+        tags=tags,
+    )
+    return str(info.registered_model_version)
 
 
 def model_assets(profile: Profile, gpu_tags: dict) -> list[dg.AssetsDefinition]:

@@ -1,20 +1,25 @@
 """Every Dagster instance file loads as a real instance, every class it names included: the
-local default on SQLite, the Compose and local-Postgres ones on the test PostgreSQL."""
+local default on SQLite, the Compose and local-Postgres ones on the test PostgreSQL. Each one,
+and the Helm values, lets one election and one deploy run at a time."""
 
 import re
 import shutil
 
 import dagster as dg
 import pytest
-from dagster._core.instance.config import dagster_instance_config
+from dagster._core.instance.config import PoolGranularity, dagster_instance_config
 from dagster_aws.s3.compute_log_manager import S3ComputeLogManager
 from dagster_docker import DockerRunLauncher
 from dagster_postgres import PostgresRunStorage
 
-from tests.deploy.deploy_support import COMPOSE_FILE, INSTANCE_FILES, load_yaml
+from skin_cancer_assets.jobs import DEPLOY, ELECTION, RUN_KIND
+from tests.deploy.deploy_support import COMPOSE_FILE, INSTANCE_FILES, K8S, load_yaml
 
 # What the Compose stack's compute log manager reads; nothing is contacted when it loads.
 S3_ENV = {"AWS_BUCKET": "skin-cancer", "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}
+# One run of each kind in progress at a time (the jobs' RUN_KIND tags), not one run in all.
+KIND_LIMITS = [{"key": RUN_KIND, "value": ELECTION, "limit": 1}, {"key": RUN_KIND, "value": DEPLOY, "limit": 1}]
+RUNS_AT_ONCE = 2  # an election and a deploy
 
 
 def env_names(path) -> set[str]:
@@ -70,3 +75,29 @@ def test_compose_instance_runs_containers_on_the_compose_network(instance_env, m
 
 def test_local_postgres_instance_reads_what_start_sh_prints(postgres_cluster):
     assert env_names(INSTANCE_FILES["local postgres"]) <= set(postgres_cluster)
+
+
+@pytest.mark.parametrize("name", sorted(INSTANCE_FILES))
+def test_instance_file_runs_one_election_and_one_deploy_at_a_time(name, instance_env, monkeypatch, tmp_path):
+    for variable, value in S3_ENV.items():
+        monkeypatch.setenv(variable, value)
+    shutil.copy(INSTANCE_FILES[name], tmp_path / "dagster.yaml")
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
+        concurrency = instance.get_concurrency_config()
+        assert concurrency.run_queue_config.tag_concurrency_limits == KIND_LIMITS
+        assert concurrency.run_queue_config.max_concurrent_runs == RUNS_AT_ONCE
+        # The election step's pool: one slot, claimed per step, given back if its run dies.
+        assert concurrency.pool_config.default_pool_limit == 1
+        assert concurrency.pool_config.pool_granularity == PoolGranularity.OP
+        assert instance.run_monitoring_settings["free_slots_after_run_end_seconds"] > 0
+
+
+def test_helm_values_set_the_same_limits_in_the_charts_concurrency_section():
+    values = load_yaml(K8S / "values.yaml")
+    concurrency = values["concurrency"]
+    assert concurrency["enabled"]
+    assert concurrency["runs"] == {"maxConcurrentRuns": RUNS_AT_ONCE, "tagConcurrencyLimits": KIND_LIMITS}
+    assert concurrency["pools"] == {"defaultLimit": 1, "granularity": "op"}
+    # Dagster refuses run limits set both here and in the run coordinator's config.
+    assert "config" not in values["dagsterDaemon"]["runCoordinator"]

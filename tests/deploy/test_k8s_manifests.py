@@ -30,7 +30,7 @@ SECRETS = {"skin-cancer-secrets", "dagster-postgresql-secret"}
 # Keys of Dagster's Helm chart (values.schema.json of dagster/dagster) that these values use.
 CHART_KEYS = {
     "global", "generatePostgresqlPasswordSecret", "dagster-user-deployments", "runLauncher", "postgresql",
-    "computeLogManager", "dagsterWebserver", "dagsterDaemon", "telemetry",
+    "computeLogManager", "dagsterWebserver", "dagsterDaemon", "concurrency", "telemetry",
 }
 USER_DEPLOYMENT_KEYS = {
     "name", "image", "dagsterApiGrpcArgs", "port", "includeConfigInLaunchedRuns", "env", "envConfigMaps",
@@ -168,7 +168,7 @@ def _step_job(asset: dg.AssetsDefinition) -> dict:
     return construct_dagster_k8s_job(
         DagsterK8sJobConfig(job_image="skin-cancer-code:latest", dagster_home="/opt/dagster/dagster_home"),
         ["dagster", "api", "execute_step"],
-        f"dagster-step-{asset.key.to_user_string()}",
+        f"dagster-step-{asset.op.name}",
         user_defined_k8s_config=user_config,
     ).to_dict()
 

@@ -1,4 +1,7 @@
-"""The whole smoke graph on S3: raw images read from s3://, every asset stored in the bucket."""
+"""The whole smoke graph on S3: raw images read from s3://, every asset stored in the bucket.
+
+It elects into an MLflow store of its own, so the champion alias of the session's server is
+never touched here."""
 
 import hashlib
 
@@ -11,6 +14,7 @@ from tests.resources.test_storage import assert_identical, load_value
 from tests.skin_cancer_assets.pipeline import materialize_graph
 
 from resources.storage import ArtifactIOManager, S3ArtifactStore
+from skin_cancer_assets.model_zoo import ZOO
 from skin_cancer_assets.upload_data import upload
 
 PER_CLASS = 12
@@ -18,12 +22,12 @@ STORED = {
     "raw_images.json",
     "train_images.npy",
     "train_labels.npy",
+    "train_image_ids.json",
     "test_images.npy",
     "test_labels.npy",
-    "basic_cnn.keras",
-    "resnet50.keras",
-    "crossval_cnn.keras",
-    "efficientnet_lite0.keras",
+    "test_image_ids.json",
+    *(f"{spec.name}.keras" for spec in ZOO),
+    *(f"{spec.name}_candidate.json" for spec in ZOO),
     "champion_model.json",
 }
 
@@ -41,12 +45,16 @@ def test_smoke_graph_runs_on_s3(pipeline_env, s3_server, bucket, tmp_path, monke
         "SKIN_CANCER_DATA": f"s3://{bucket}/data",
     }.items():
         monkeypatch.setenv(name, value)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")  # the embedded store in its state folder: a registry of its own
 
     try:
         result = materialize_graph(tmp_path / "dagster")
-    finally:  # the MLflow resource leaves its run open; at exit MLflow would retry the stopped server for minutes
+    finally:
         mlflow.end_run()
+        mlflow.set_tracking_uri(pipeline_env["MLFLOW_TRACKING_URI"])
     assert result.success
+    champion = result.output_for_node("champion_model")
+    assert champion["decision"] == "promoted" and champion["incumbent"] is None  # its registry starts empty
 
     # The images came from the bucket: the uploaded subset, byte for byte.
     manifest = result.output_for_node("raw_images")
@@ -76,5 +84,5 @@ def test_smoke_graph_runs_on_s3(pipeline_env, s3_server, bucket, tmp_path, monke
     test_images = load_value(io_manager, "test_images")[:4]
     model = load_value(io_manager, "basic_cnn")
     np.testing.assert_allclose(
-        model.predict(test_images, verbose=0), result.output_for_node("basic_cnn").predict(test_images, verbose=0), rtol=1e-6
+        model.predict(test_images, verbose=0), result.output_for_node("basic_cnn", "basic_cnn").predict(test_images, verbose=0), rtol=1e-6
     )

@@ -1,16 +1,26 @@
-"""Run the real graph in-process for tests (one process: TensorFlow is imported once)."""
+"""Run the real graph in-process for tests (one process: TensorFlow is imported once), and offer
+the election registered candidates of chosen scores."""
 
+import os
 from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
 import mlflow
 
+from skin_cancer_assets.assets.champion import shared_validation_rows
+from skin_cancer_assets.assets.models import TRAINING_IMAGES, candidate_key
 from skin_cancer_assets.definitions import defs
-from skin_cancer_assets.environment import build_resources, profile_from_env
-from skin_cancer_contract.registry import REGISTERED_MODEL_NAME
+from skin_cancer_assets.election import Candidate
+from skin_cancer_assets.environment import artifact_store, build_resources, profile_from_env
+from skin_cancer_assets.model_zoo import ZOO
+from skin_cancer_contract.evaluation import METRICS, split_digest
+from skin_cancer_contract.registry import CHAMPION_ALIAS, REGISTERED_MODEL_NAME
+from resources.storage import ArtifactIOManager
+from tests.resources.test_storage import store_value
 
 TRAIN_AND_ELECT = dg.AssetSelection.groups("data", "training", "selection")
+ELECTION = dg.AssetSelection.assets("champion_model")
 
 
 def materialize_graph(dagster_home: Path, selection=TRAIN_AND_ELECT, instance=None, **kwargs):
@@ -24,27 +34,72 @@ def materialize_graph(dagster_home: Path, selection=TRAIN_AND_ELECT, instance=No
         mlflow.end_run()
 
 
-def register_candidate(client, experiment: str, model_folder: str, roc_auc: float, digest: str) -> str:
-    """A registered version holding a real model folder, with a chosen test ROC-AUC."""
+def validation_split_of(arrays) -> dict:
+    """The shared validation rows of arrays materialized by `materialize_graph`: images, labels,
+    the sha256 of each image, and their digest."""
+    images = arrays.output_for_node("preprocessed_arrays", "train_images")
+    labels = arrays.output_for_node("preprocessed_arrays", "train_labels")
+    image_ids = arrays.output_for_node("preprocessed_arrays", "train_image_ids")
+    rows = shared_validation_rows(profile_from_env(), labels)
+    return {
+        "images": images[rows],
+        "labels": labels[rows],
+        "image_ids": [image_ids[row] for row in rows],
+        "digest": split_digest(images[rows], labels[rows]),
+    }
+
+
+def register_candidate(
+    client, experiment: str, model_folder: str, roc_auc: float, validation_digest: str, trained_on=(), model_class="basic_cnn"
+) -> dict:
+    """A registered version holding a real model folder, with a chosen validation ROC-AUC measured
+    on `validation_digest`, as the election reads it back; returns its candidate record."""
     run = client.create_run(client.get_experiment_by_name(experiment).experiment_id, run_name="synthetic-score")
-    scores = {"test_roc_auc": roc_auc, "test_recall_malignant": 0.9, "test_accuracy": 0.8,
-              "test_specificity": 0.8, "test_precision": 0.8}
-    for name, value in scores.items():
-        client.log_metric(run.info.run_id, name, value)
+    scores = {"roc_auc": roc_auc, "recall_malignant": 0.9, "accuracy": 0.8, "specificity": 0.8, "precision": 0.8}
+    for split in ("val", "test"):
+        for name, value in scores.items():
+            client.log_metric(run.info.run_id, f"{split}_{name}", value)
     client.log_artifacts(run.info.run_id, model_folder, "model")
+    client.log_dict(run.info.run_id, {"sha256": list(trained_on)}, TRAINING_IMAGES)
     client.set_terminated(run.info.run_id)
     mlflow.set_tracking_uri(client.tracking_uri)
-    version = mlflow.register_model(f"runs:/{run.info.run_id}/model", REGISTERED_MODEL_NAME).version
-    for key, value in {"model_class": "basic_cnn", "threshold": "0.5", "test_set_digest": digest}.items():
-        client.set_model_version_tag(REGISTERED_MODEL_NAME, version, key, value)
-    return version
+    tags = {"model_class": model_class, "threshold": "0.5", "validation_digest": validation_digest, "test_digest": "synthetic"}
+    version = mlflow.register_model(f"runs:/{run.info.run_id}/model", REGISTERED_MODEL_NAME, tags=tags).version
+    return Candidate(
+        model_class=model_class,
+        version=str(version),
+        run_id=run.info.run_id,
+        threshold=0.5,
+        validation_digest=validation_digest,
+        validation_metrics={name: scores[name] for name in METRICS},
+        test_digest="synthetic",
+        test_metrics={name: scores[name] for name in METRICS},
+    ).to_record()
+
+
+def offer_candidate(record: dict) -> None:
+    """Store `record` as every model class's candidate, where the election of a run with the
+    current environment (SKIN_CANCER_STATE) loads it."""
+    io_manager = ArtifactIOManager(store=artifact_store())
+    for spec in ZOO:
+        store_value(io_manager, candidate_key(spec.name), {**record, "model_class": spec.name})
+
+
+def champion_version(client) -> str:
+    return client.get_model_version_by_alias(REGISTERED_MODEL_NAME, CHAMPION_ALIAS).version
+
+
+def elect_on_the_instance() -> None:
+    """The election alone, on the instance at DAGSTER_HOME: what a second process runs."""
+    with dg.DagsterInstance.get() as instance:
+        materialize_graph(Path(os.environ["DAGSTER_HOME"]), selection=ELECTION, instance=instance)
 
 
 @contextmanager
 def champion_alias_restored(client):
     """Put the `champion` alias back where it was, for the suites that follow."""
-    original = client.get_model_version_by_alias(REGISTERED_MODEL_NAME, "champion").version
+    original = champion_version(client)
     try:
         yield
     finally:
-        client.set_registered_model_alias(REGISTERED_MODEL_NAME, "champion", original)
+        client.set_registered_model_alias(REGISTERED_MODEL_NAME, CHAMPION_ALIAS, original)

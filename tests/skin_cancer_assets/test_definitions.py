@@ -2,12 +2,17 @@
 
 import dagster as dg
 
-from skin_cancer_assets.definitions import defs
+from skin_cancer_assets.assets.champion import ELECTION_POOL
+from skin_cancer_assets.definitions import build_defs, defs
+from skin_cancer_assets.jobs import DEPLOY, ELECTION, RUN_KIND
 from skin_cancer_assets.model_zoo import ZOO
+from skin_cancer_assets.profiles import PROFILES
 from skin_cancer_assets.training_config import TrainingConfig
 
 ARRAYS = {"train_images", "train_labels", "test_images", "test_labels"}
+IMAGE_IDS = {"train_image_ids", "test_image_ids"}
 MODELS = {spec.name for spec in ZOO}
+CANDIDATES = {f"{name}_candidate" for name in MODELS}
 
 
 def _graph():
@@ -23,8 +28,8 @@ def test_every_asset_of_the_lineage_exists_in_its_group():
     groups = {key.to_user_string(): graph.get(key).group_name for key in graph.get_all_asset_keys()}
     assert groups == {
         "raw_images": "data",
-        **{name: "data" for name in ARRAYS},
-        **{name: "training" for name in MODELS},
+        **{name: "data" for name in ARRAYS | IMAGE_IDS},
+        **{name: "training" for name in MODELS | CANDIDATES},
         "champion_model": "selection",
         "serving_deployment": "serving",
     }
@@ -32,11 +37,11 @@ def test_every_asset_of_the_lineage_exists_in_its_group():
 
 
 def test_lineage_runs_from_raw_images_to_serving():
-    for name in ARRAYS:
+    for name in ARRAYS | IMAGE_IDS:
         assert _parents(name) == {"raw_images"}
-    for name in MODELS:
-        assert _parents(name) == ARRAYS
-    assert MODELS <= _parents("champion_model")
+    for name in MODELS | CANDIDATES:  # each network and its record come from one training step
+        assert _parents(name) == ARRAYS | {"train_image_ids"}
+    assert _parents("champion_model") == CANDIDATES | {"train_images", "train_labels", "train_image_ids"}
     assert _parents("serving_deployment") == {"champion_model"}
 
 
@@ -52,7 +57,16 @@ def test_sensor_launches_the_deploy_job_when_the_champion_materializes():
 def test_training_job_covers_everything_but_the_deploy():
     job = defs.resolve_job_def("train_and_elect")
     selected = {key.to_user_string() for key in job.asset_layer.selected_asset_keys}
-    assert selected == {"raw_images", *ARRAYS, *MODELS, "champion_model"}
+    assert selected == {"raw_images", *ARRAYS, *IMAGE_IDS, *MODELS, *CANDIDATES, "champion_model"}
+
+
+def test_each_job_tags_its_runs_with_the_kind_the_run_queue_limits():
+    assert defs.resolve_job_def("train_and_elect").tags[RUN_KIND] == ELECTION
+    assert defs.resolve_job_def("deploy_champion").tags[RUN_KIND] == DEPLOY
+
+
+def test_the_election_step_is_in_the_election_pool():
+    assert defs.resolve_assets_def("champion_model").op.pool == ELECTION_POOL
 
 
 def test_asset_checks_guard_data_and_champion():
@@ -64,6 +78,18 @@ def test_asset_checks_guard_data_and_champion():
         ("train_labels", "class_counts"),
         ("champion_model", "quality_bar"),
     }
+    (quality_bar,) = [s for s in defs.resolve_assets_def("champion_model").check_specs if s.name == "quality_bar"]
+    assert quality_bar.blocking
+
+
+def test_the_quality_bar_defaults_to_the_profile_and_is_a_launchpad_setting():
+    for profile in PROFILES.values():
+        champion = build_defs(profile).resolve_assets_def("champion_model")
+        fields = champion.op.config_schema.config_type.fields
+        assert fields["min_roc_auc"].default_value == profile.min_champion_roc_auc
+        assert fields["min_improvement"].default_value == 0.0
+    assert PROFILES["smoke"].min_champion_roc_auc == 0.0  # a one-epoch smoke model must be able to pass
+    assert PROFILES["default"].min_champion_roc_auc == 0.80
 
 
 def test_seed_model_params_are_the_base_defaults():
@@ -74,8 +100,8 @@ def test_seed_model_params_are_the_base_defaults():
 
 def test_every_model_asset_has_a_code_version_and_launchpad_config():
     graph = _graph()
+    for name in MODELS | CANDIDATES:
+        assert graph.get(dg.AssetKey(name)).code_version
     for name in MODELS:
-        node = graph.get(dg.AssetKey(name))
-        assert node.code_version
         op = defs.resolve_assets_def(name).op
         assert "learning_rate" in op.config_schema.config_type.fields

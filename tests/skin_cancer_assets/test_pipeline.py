@@ -1,4 +1,13 @@
-"""The smoke graph end to end against a real MLflow server, and the champion election rules."""
+"""The smoke graph end to end against a real MLflow server, and the champion election against it:
+registry errors, the quality bar, a champion from another data version, two elections at once."""
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
 
 import dagster as dg
 import mlflow
@@ -6,12 +15,25 @@ import mlflow.keras
 import numpy as np
 import pytest
 
-from skin_cancer_contract.registry import REGISTERED_MODEL_NAME
+from skin_cancer_assets.assets.champion import ELECTION_POOL
+from skin_cancer_assets.assets.models import TRAINING_IMAGES
+from skin_cancer_assets.model_zoo import ZOO, build_model
+from skin_cancer_assets.training_config import TrainingConfig
 from skin_cancer_contract.evaluation import split_digest
 from skin_cancer_contract.imaging import decode_image
-from skin_cancer_assets.model_zoo import ZOO
-from tests.conftest import DATASET
-from tests.skin_cancer_assets.pipeline import materialize_graph, register_candidate
+from skin_cancer_contract.registry import CHAMPION_ALIAS, REGISTERED_MODEL_NAME
+from tests.conftest import DATASET, REPO
+from tests.skin_cancer_assets.pipeline import (
+    ELECTION,
+    champion_version,
+    materialize_graph,
+    offer_candidate,
+    register_candidate,
+    validation_split_of,
+)
+from tests.skin_cancer_assets.registry_proxy import FailingProxy
+
+MODELS = {spec.name for spec in ZOO}
 
 
 @pytest.fixture(scope="module")
@@ -25,80 +47,264 @@ def _runs_by_class(client) -> dict:
     return {run.data.tags["model_class"]: run for run in runs}
 
 
-def test_each_model_logs_its_own_run_with_params_curves_and_test_metrics(smoke_champion, client):
+def test_each_model_logs_its_own_run_with_params_curves_and_metrics(smoke_champion, client):
     runs = _runs_by_class(client)
-    assert set(runs) == {spec.name for spec in ZOO}
+    assert set(runs) == MODELS
     for name, run in runs.items():
         assert run.data.tags.get("mlflow.parentRunId"), f"{name} is not nested in the Dagster run's MLflow run"
         assert run.data.params["learning_rate"] and run.data.params["model_class"] == name
         for metric in ("test_accuracy", "test_roc_auc", "test_recall_malignant", "test_specificity",
-                       "test_precision", "test_true_positives", "threshold"):
+                       "test_precision", "test_true_positives", "val_roc_auc", "threshold"):
             assert metric in run.data.metrics, f"{name} misses {metric}"
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-        assert {"model", "learning_curves.png", "confusion_matrix.png"} <= artifacts
+        assert {TRAINING_IMAGES, "learning_curves.png", "confusion_matrix.png"} <= artifacts
+        fitted = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/{TRAINING_IMAGES}")["sha256"]
+        train_images = int(run.data.params["train_images"])
+        assert len(fitted) == train_images - math.ceil(0.2 * train_images)  # the rest is the validation split
+        assert all(len(sha256) == 64 for sha256 in fitted)
     crossval = runs["crossval_cnn"].data.metrics
     assert {"fold_0_val_roc_auc", "fold_1_val_roc_auc", "cv_mean_val_roc_auc"} <= set(crossval)
     history = client.get_metric_history(runs["basic_cnn"].info.run_id, "loss")
     assert len(history) == 1 and history[0].step == 0  # one point per epoch (smoke: one epoch)
 
 
-def test_each_model_is_a_registered_version_tagged_with_its_class(smoke_champion, client):
-    versions = client.search_model_versions(f"name='{REGISTERED_MODEL_NAME}'")
-    classes = {v.tags.get("model_class") for v in versions}
-    assert {spec.name for spec in ZOO} <= classes
+def test_each_model_is_a_logged_model_with_its_evaluation_linked(smoke_champion, client):
+    experiment = client.get_experiment_by_name("smoke")
+    for name, run in _runs_by_class(client).items():
+        (logged,) = client.search_logged_models(
+            [experiment.experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'"
+        )
+        assert logged.name == name
+        linked = {metric.key for metric in logged.metrics}
+        assert {"val_roc_auc", "test_roc_auc", "threshold"} <= linked
+        assert "loss" not in linked, "the per-epoch curves stay on the run"
+        (version,) = client.search_model_versions(f"name='{REGISTERED_MODEL_NAME}' and run_id='{run.info.run_id}'")
+        assert version.source == f"models:/{logged.model_id}"
+
+
+def test_each_model_is_a_registered_version_tagged_for_the_election(smoke_champion, client):
+    versions = [
+        v for v in client.search_model_versions(f"name='{REGISTERED_MODEL_NAME}'")
+        if v.tags.get("dagster_run_id") and v.tags.get("model_class") in MODELS
+    ]
+    assert {v.tags["model_class"] for v in versions} == MODELS
     for version in versions:
-        if version.tags.get("model_class") in {spec.name for spec in ZOO}:
-            assert 0.0 <= float(version.tags["threshold"]) <= 1.0
+        assert 0.0 <= float(version.tags["threshold"]) <= 1.0
+    # every class was measured on the same validation images and the same test images
+    assert len({v.tags["validation_digest"] for v in versions}) == 1
+    assert len({v.tags["test_digest"] for v in versions}) == 1
 
 
-def test_the_champion_alias_loads_and_predicts_real_images(smoke_champion, client):
+def test_the_first_election_promotes_the_best_candidate_and_its_alias_predicts(smoke_champion, client):
+    champion = smoke_champion["champion"]
+    # the session's first election on this server (test_s3_pipeline keeps its own store)
+    assert champion["decision"] == "promoted" and champion["incumbent"] is None
+    assert champion["reason"].startswith("no champion yet")
+    candidates = champion["candidates"]
+    assert {c["model_class"] for c in candidates} == MODELS
+    best = max(c["validation_metrics"]["roc_auc"] for c in candidates)
+    assert champion["validation_metrics"]["roc_auc"] == best
+    assert len({c["validation_digest"] for c in candidates}) == 1 and champion["validation_digest"] == candidates[0]["validation_digest"]
+
     mlflow.set_tracking_uri(smoke_champion["tracking_uri"])
-    alias = client.get_model_version_by_alias(REGISTERED_MODEL_NAME, "champion")
-    assert alias.version == smoke_champion["version"]
+    assert champion_version(client) == smoke_champion["version"] == champion["version"]
     model = mlflow.keras.load_model(smoke_champion["model_uri"])
     size = model.input_shape[1]
     paths = [next((DATASET / "test" / label).iterdir()) for label in ("benign", "malignant")]
     images = np.stack([decode_image(path.read_bytes(), size) for path in paths])
     probs = model.predict(images, verbose=0)
     assert probs.shape == (2, 1) and np.all((probs >= 0) & (probs <= 1))
-    champion = smoke_champion["champion"]
-    # another suite may have elected an earlier champion on the same server: either way it is served
-    assert champion["decision"] in {"promoted", "kept"} and champion["metrics"]["roc_auc"] is not None
 
 
-def test_a_worse_challenger_keeps_the_alias_and_a_better_one_moves_it(
-    smoke_champion, client, tmp_path, monkeypatch, keep_champion_alias
-):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", smoke_champion["tracking_uri"])
-    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "smoke")
-    monkeypatch.setenv("SKIN_CANCER_STATE", str(tmp_path / "state"))
-    mlflow.set_tracking_uri(smoke_champion["tracking_uri"])
-    model_folder = mlflow.artifacts.download_artifacts(
-        f"models:/{REGISTERED_MODEL_NAME}/{smoke_champion['version']}", dst_path=str(tmp_path / "model")
-    )
-    instance = dg.DagsterInstance.local_temp(str(tmp_path))
-    arrays = materialize_graph(tmp_path, selection=dg.AssetSelection.groups("data"), instance=instance)
-    digest = split_digest(
-        arrays.output_for_node("preprocessed_arrays", "test_images"),
-        arrays.output_for_node("preprocessed_arrays", "test_labels"),
-    )
-    champion = register_candidate(client, "smoke", model_folder, 0.90, digest)
-    client.set_registered_model_alias(REGISTERED_MODEL_NAME, "champion", champion)
+class Arena:
+    """Today's smoke arrays in a state folder of their own, a Dagster instance, and the smoke
+    champion's network to register as synthetic candidates of chosen scores."""
 
-    def elect_with_candidate(roc_auc: float) -> dict:
-        version = register_candidate(client, "smoke", model_folder, roc_auc, digest)
-        for spec in ZOO:  # every class now offers this candidate
-            instance.report_runless_asset_event(
-                dg.AssetMaterialization(spec.name, metadata={"mlflow_model_version": int(version)})
+    def __init__(self, smoke_champion, client, tmp_path, monkeypatch):
+        self.client, self.server, self.root = client, smoke_champion["tracking_uri"], tmp_path
+        self.state = tmp_path / "state"
+        for name, value in {
+            "MLFLOW_TRACKING_URI": self.server, "MLFLOW_EXPERIMENT_NAME": "smoke", "SKIN_CANCER_STATE": str(self.state),
+        }.items():
+            monkeypatch.setenv(name, value)
+        mlflow.set_tracking_uri(self.server)
+        self.model_folder = mlflow.artifacts.download_artifacts(
+            f"models:/{REGISTERED_MODEL_NAME}/{smoke_champion['version']}", dst_path=str(tmp_path / "model")
+        )
+        (tmp_path / "dagster").mkdir()
+        self.instance = dg.DagsterInstance.local_temp(str(tmp_path / "dagster"))
+        arrays = materialize_graph(tmp_path / "dagster", selection=dg.AssetSelection.groups("data"), instance=self.instance)
+        self.validation = validation_split_of(arrays)
+
+    def candidate(self, roc_auc: float, digest: str | None = None, trained_on=()) -> dict:
+        digest = digest or self.validation["digest"]
+        return register_candidate(self.client, "smoke", self.model_folder, roc_auc, digest, trained_on)
+
+    def crown(self, record: dict) -> dict:
+        self.client.set_registered_model_alias(REGISTERED_MODEL_NAME, CHAMPION_ALIAS, record["version"])
+        return record
+
+    def elect(self, **config) -> dg.ExecuteInProcessResult:
+        run_config = {"ops": {"champion_model": {"config": config}}} if config else None
+        return materialize_graph(self.root / "dagster", selection=ELECTION, instance=self.instance, raise_on_error=False, run_config=run_config)
+
+
+@pytest.fixture
+def arena(smoke_champion, client, tmp_path, monkeypatch, keep_champion_alias) -> Arena:
+    return Arena(smoke_champion, client, tmp_path, monkeypatch)
+
+
+def failure_message(result) -> str:
+    return "\n".join(event.step_failure_data.error.to_string() for event in result.get_step_failure_events())
+
+
+def champion_materialized(result) -> bool:
+    return any(event.asset_key == dg.AssetKey("champion_model") for event in result.get_asset_materialization_events())
+
+
+def test_a_worse_challenger_keeps_the_alias_and_a_better_one_moves_it(arena, client):
+    champion = arena.crown(arena.candidate(0.90))
+
+    offer_candidate(worse := arena.candidate(0.70))
+    kept = arena.elect().output_for_node("champion_model")
+    assert kept["decision"] == "kept" and kept["version"] == champion["version"]
+    assert kept["incumbent"]["version"] == champion["version"] and "does not beat" in kept["reason"]
+    assert {c["version"] for c in kept["candidates"]} == {worse["version"]}
+    assert champion_version(client) == champion["version"]
+
+    offer_candidate(better := arena.candidate(0.95))
+    promoted = arena.elect().output_for_node("champion_model")
+    assert promoted["decision"] == "promoted" and promoted["version"] == better["version"]
+    assert promoted["incumbent"]["version"] == champion["version"]
+    assert champion_version(client) == better["version"]
+
+
+def test_a_registry_error_while_reading_the_champion_fails_the_run_and_leaves_the_alias(arena, client, monkeypatch):
+    champion = arena.crown(arena.candidate(0.70))
+    offer_candidate(arena.candidate(0.95))
+    proxy = FailingProxy(arena.server, failing_path="/registered-models/get")  # the alias lookup answers 503
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", proxy.url)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    try:
+        result = arena.elect()
+    finally:
+        proxy.stop()
+        mlflow.set_tracking_uri(arena.server)
+    assert not result.success and proxy.failed >= 1
+    message = failure_message(result)
+    assert f"MLflow tracking server {proxy.url} (MLFLOW_TRACKING_URI) failed to read the alias" in message
+    assert "503" in message and "was not touched" in message
+    assert not champion_materialized(result)
+    assert champion_version(client) == champion["version"]
+
+
+def test_a_quality_bar_above_every_candidate_leaves_the_alias_and_records_why(arena, client):
+    champion = arena.crown(arena.candidate(0.70))
+    offer_candidate(arena.candidate(0.95))
+    result = arena.elect(min_roc_auc=0.99)
+    assert not result.success
+    (check,) = result.get_asset_check_evaluations()
+    assert check.check_name == "quality_bar" and not check.passed
+    assert check.metadata["decision"].value == "rejected"
+    assert "is below the bar 0.9900: the alias stays" in check.metadata["reason"].value
+    assert "quality bar 0.9900 not met" in failure_message(result) and "nothing is deployed" in failure_message(result)
+    assert not champion_materialized(result)  # so the redeploy sensor has nothing to deploy
+    assert champion_version(client) == champion["version"]
+
+
+def test_a_champion_from_another_data_version_is_rescored_on_images_it_never_trained_on(arena):
+    validation = arena.validation
+    trained_on = validation["image_ids"][:3]  # it saw three of today's validation images
+    champion = arena.crown(arena.candidate(0.99, digest="another-data-version", trained_on=trained_on))
+    offer_candidate(arena.candidate(0.10))  # the same network, with a record of a poor score
+
+    record = arena.elect().output_for_node("champion_model")
+    unseen = np.array([image_id not in trained_on for image_id in validation["image_ids"]])
+    digest = split_digest(validation["images"][unseen], validation["labels"][unseen])
+    assert record["incumbent"]["validation_digest"] == digest
+    assert {c["validation_digest"] for c in record["candidates"]} == {digest}  # the candidates too, on the same images
+    rescored = record["incumbent"]["validation_metrics"]["roc_auc"]
+    assert rescored != 0.99 and {c["validation_metrics"]["roc_auc"] for c in record["candidates"]} == {rescored}
+    assert record["decision"] == "kept" and record["version"] == champion["version"]  # same network: an exact tie
+
+
+def test_a_champion_of_another_input_size_is_resized_and_scored_on_the_whole_validation_split(arena, tmp_path):
+    network = build_model(ZOO[0], TrainingConfig(image_size=32), input_size=32)  # today's arrays are 64 px
+    folder = tmp_path / "32px"
+    mlflow.keras.save_model(network, str(folder))
+    champion = register_candidate(arena.client, "smoke", str(folder), 0.99, "another-data-version", trained_on=["elsewhere"])
+    arena.crown(champion)
+    offer_candidate(candidate := arena.candidate(0.0))
+
+    record = arena.elect().output_for_node("champion_model")
+    assert record["incumbent"]["validation_digest"] == arena.validation["digest"]  # it never saw today's images
+    rescored = record["incumbent"]["validation_metrics"]["roc_auc"]
+    assert 0.0 <= rescored <= 1.0 and rescored != 0.99
+    assert {c["validation_metrics"]["roc_auc"] for c in record["candidates"]} == {0.0}  # candidates keep their scores
+    assert record["decision"] == "kept" and record["version"] == champion["version"] != candidate["version"]
+
+
+def test_two_elections_launched_together_run_one_after_the_other_and_the_best_is_aliased(arena, client, tmp_path):
+    home = tmp_path / "shared-instance"
+    home.mkdir()
+    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")  # the instance file under test
+    arena.crown(arena.candidate(0.80))
+    offers = {}
+    for name, roc_auc in (("best", 0.95), ("second", 0.90)):
+        state = tmp_path / name
+        shutil.copytree(arena.state / "storage", state / "storage")
+        os.environ["SKIN_CANCER_STATE"] = str(state)  # restored by the arena's monkeypatch
+        offer_candidate(offers.setdefault(name, arena.candidate(roc_auc)))
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        storage = instance.event_log_storage
+        assert storage.initialize_concurrency_limit_to_default(ELECTION_POOL)
+        assert storage.get_concurrency_info(ELECTION_POOL).slot_count == 1
+        # An election already holds the pool's one slot while both start.
+        assert storage.claim_concurrency_slot(ELECTION_POOL, "earlier-election", "champion_model").is_claimed
+        elections = [
+            subprocess.Popen(
+                [sys.executable, "-c", "from tests.skin_cancer_assets.pipeline import elect_on_the_instance as e; e()"],
+                cwd=REPO,
+                env={**os.environ, "DAGSTER_HOME": str(home), "SKIN_CANCER_STATE": str(tmp_path / name), "PYTHONPATH": str(REPO)},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
             )
-        result = materialize_graph(tmp_path, selection=dg.AssetSelection.assets("champion_model"), instance=instance)
-        return {**result.output_for_node("champion_model"), "candidate": version}
+            for name in offers
+        ]
+        try:
+            deadline = time.monotonic() + 300
+            while storage.get_concurrency_info(ELECTION_POOL).pending_step_count < 2:
+                assert all(e.poll() is None for e in elections), [e.stdout.read().decode()[-3000:] for e in elections]
+                assert time.monotonic() < deadline, "the two elections never queued on the pool"
+                time.sleep(0.5)
+            storage.free_concurrency_slot_for_step("earlier-election", "champion_model")
+            for election in elections:
+                output = election.communicate(timeout=300)[0].decode()
+                assert election.returncode == 0, output[-3000:]
+        finally:
+            for election in elections:
+                if election.poll() is None:
+                    election.kill()
 
-    worse = elect_with_candidate(0.70)
-    assert worse["decision"] == "kept" and worse["version"] == champion
-    assert "does not beat" in worse["reason"]
-    assert client.get_model_version_by_alias(REGISTERED_MODEL_NAME, "champion").version == champion
+        steps = sorted(_election_step(instance, run.run_id) for run in instance.get_runs())
+        assert len(steps) == 2
+        (first_start, first_end, first), (second_start, _, second) = steps
+        assert first_end <= second_start, "the two elections overlapped"
+        assert second["incumbent"]["version"] == first["version"]  # the later one compared with the earlier's result
+    assert champion_version(client) == offers["best"]["version"]
 
-    better = elect_with_candidate(0.95)
-    assert better["decision"] == "promoted" and better["version"] == better["candidate"]
-    assert client.get_model_version_by_alias(REGISTERED_MODEL_NAME, "champion").version == better["candidate"]
+
+def _election_step(instance, run_id: str) -> tuple[float, float, dict]:
+    """When the run's election step started and ended, and the champion record it stored."""
+    events = instance.all_logs(run_id, of_type={dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS})
+    times = {e.dagster_event.event_type: e.timestamp for e in events if e.step_key == "champion_model"}
+    materialization = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
+    (uri,) = [
+        r.event_log_entry.asset_materialization.metadata["storage_uri"].value
+        for r in materialization
+        if r.event_log_entry.asset_materialization.asset_key == dg.AssetKey("champion_model")
+    ]
+    with open(uri) as stored:
+        record = json.load(stored)
+    return times[dg.DagsterEventType.STEP_START], times[dg.DagsterEventType.STEP_SUCCESS], record

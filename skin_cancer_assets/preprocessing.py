@@ -5,17 +5,15 @@ same images in the same order.
 """
 
 import hashlib
-import io
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 import numpy as np
-from PIL import Image
 
 from skin_cancer_contract.data import SPLITS
-from skin_cancer_contract.imaging import ImageDecodeError, decode_image
+from skin_cancer_contract.imaging import ImageDecodeError, decode_image, open_image
 
 WORKERS = 2 * (os.cpu_count() or 1)
 
@@ -35,7 +33,7 @@ def inspect_image(source: ImageReader, split: str, label: str, path: str) -> dic
     entry = {"path": path, "split": split, "label": label}
     try:
         data = source.read(path)
-        with Image.open(io.BytesIO(data)) as image:
+        with open_image(data) as image:  # JPEG or PNG only, as serving accepts
             image.load()  # a full decode: truncated files fail here, not in training
     except Exception as error:  # any unreadable file is rejected, never fatal
         return {**entry, "reason": f"{type(error).__name__}: {error}" if str(error) else type(error).__name__}

@@ -3,6 +3,7 @@
 import dagster as dg
 import numpy as np
 import pytest
+from PIL import Image
 
 from tests.conftest import copy_subset
 from tests.helpers import error_chain, free_port
@@ -27,17 +28,20 @@ def test_corrupt_and_non_image_files_are_rejected_and_the_run_succeeds(data_copy
     real = next((data_copy / "train" / "benign").iterdir()).read_bytes()
     (data_copy / "train" / "benign" / "truncated.jpg").write_bytes(real[: len(real) // 3])
     (data_copy / "test" / "malignant" / "notes.txt").write_text("not an image")
+    with Image.open(next((data_copy / "test" / "malignant").glob("*.jpg"))) as image:
+        image.save(data_copy / "test" / "malignant" / "scan.bmp")  # a real image, in a format never opened
 
     result = materialize_graph(tmp_path / "home", selection=DATA)
 
     assert result.success
     manifest = result.output_for_node("raw_images")
     rejected = {entry["path"]: entry["reason"] for entry in manifest["rejected"]}
-    assert set(rejected) == {"train/benign/truncated.jpg", "test/malignant/notes.txt"}
+    assert set(rejected) == {"train/benign/truncated.jpg", "test/malignant/notes.txt", "test/malignant/scan.bmp"}
     assert "truncated" in rejected["train/benign/truncated.jpg"]
+    assert "not a JPEG or PNG" in rejected["test/malignant/scan.bmp"]
     assert len(manifest["images"]) == 24
     metadata = result.asset_materializations_for_node("raw_images")[0].metadata
-    assert metadata["rejected"].value == 2
+    assert metadata["rejected"].value == 3
 
     arrays = result.output_for_node("preprocessed_arrays", "train_images")
     labels = result.output_for_node("preprocessed_arrays", "train_labels")

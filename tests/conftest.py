@@ -121,6 +121,7 @@ def smoke_champion(mlflow_server, tmp_path_factory) -> dict:
     }
 
 
+@pytest.hookimpl(trylast=True)  # after pytest-randomly has shuffled the order
 def pytest_collection_modifyitems(items):
     """The tests that use the browser run last, in their collected order.
 

@@ -41,7 +41,11 @@ def test_instance_file_loads_with_every_class_it_names(name, instance_env, monke
         # Touch every configurable part so each named class is imported and configured.
         parts = [instance.run_storage, instance.event_log_storage, instance.schedule_storage,
                  instance.run_coordinator, instance.run_launcher, instance.compute_log_manager]
-        assert all(part is not None for part in parts)
+        loaded = {type(part).__name__ for part in parts}
+        named = set(re.findall(r"^\s+class: (\w+)", source.read_text(), re.MULTILINE))
+        assert named <= loaded, f"{source} names {sorted(named - loaded)}, but the instance loaded {sorted(loaded)}"
+        if "postgres:" in source.read_text():
+            assert {"PostgresRunStorage", "PostgresEventLogStorage", "PostgresScheduleStorage"} <= loaded
         instance.get_runs_count()
 
 

@@ -18,8 +18,8 @@ MAX_UPLOAD_MB = 2
 class Serving:
     """`uvicorn serving.app:app` on a free loopback port, with its log kept for failures."""
 
-    def __init__(self, work: Path, env: dict[str, str]):
-        port = free_port()
+    def __init__(self, work: Path, env: dict[str, str], port: int | None = None):
+        port = port or free_port()
         self.url = f"http://127.0.0.1:{port}"
         self.service = Service(
             [str(VENV_BIN / "uvicorn"), "serving.app:app", "--host", "127.0.0.1", "--port", str(port)],

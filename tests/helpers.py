@@ -53,6 +53,7 @@ class Service:
 
     def __init__(self, args: list[str], log_path: Path, env: dict | None = None, cwd: Path | None = None, append: bool = False):
         self.log_path = log_path
+        log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(log_path, "ab" if append else "wb")
         self.process = subprocess.Popen(
             args,

@@ -45,10 +45,8 @@ class Platform:
 
     def start_serving(self) -> Serving:
         self.starts += 1
-        work = self.root / f"serving-{self.starts}"
-        work.mkdir()
         self.serving = Serving(
-            work,
+            self.root / f"serving-{self.starts}",
             {"MLFLOW_TRACKING_URI": self.tracking_uri, "SERVING_ADMIN_TOKEN": ADMIN_TOKEN},
             port=self.serving_port,
         )

@@ -58,12 +58,13 @@ def post_reload(url: str, admin_token: str) -> str:
 
 
 def model_answer(url: str) -> dict:
-    """Serving's `GET /model` body: `version` is missing while no model is loaded (503)."""
+    """Serving's `GET /model` body, its `version` a string (None while no model is loaded: 503)."""
     response = httpx.get(f"{url}/model", timeout=PROBE_TIMEOUT_SECONDS)
     body = response.json()
     if response.status_code not in (200, 503):
         raise httpx.HTTPStatusError(f"GET {url}/model answered {response.status_code}", request=response.request, response=response)
-    return body
+    version = body.get("version")
+    return {**body, "version": None if version is None else str(version)}
 
 
 class ServingTarget(dg.ConfigurableResource, ABC):
@@ -105,10 +106,9 @@ class ServingTarget(dg.ConfigurableResource, ABC):
     def served_version(self) -> str | None:
         """The version serving reports at `serving_url` (None: no model loaded); DeployError when unreachable."""
         try:
-            version = model_answer(self.serving_url).get("version")
+            return model_answer(self.serving_url)["version"]
         except (httpx.HTTPError, ValueError) as error:
             raise DeployError(f"serving at {self.serving_url} is unreachable (SERVING_URL): {error}") from error
-        return None if version is None else str(version)
 
     def deploy(self, log) -> dict:
         """Roll the alias's version out and wait until every replica serves the alias's version."""
@@ -160,13 +160,11 @@ class ServingTarget(dg.ConfigurableResource, ABC):
 
     @staticmethod
     def _ask(url: str) -> tuple[str, dict, str]:
-        """(url, the /model body with `version` as a string, a description for errors)."""
+        """(url, the /model body, a description for errors); an empty body when serving does not answer."""
         try:
             body = model_answer(url)
         except (httpx.HTTPError, ValueError) as error:
             return url, {}, f"{url}: {type(error).__name__}: {error}"
-        version = body.get("version")
-        body = {**body, "version": None if version is None else str(version)}
         state = (body.get("reload") or {}).get("state")
         return url, body, f"{url}: version {body['version']}, reload {state}"
 

@@ -1,25 +1,77 @@
-"""Deploy targets: how a new champion reaches the serving process.
+"""Deploy targets: how serving comes to serve the version the registry's `champion` alias names.
 
-Each target asks serving to take the champion, then waits until serving's `GET /model`
-reports that version; a deploy that serving does not confirm fails and says why.
+A deploy converges on the alias, not on a version recorded earlier: it reads the alias, asks
+serving to take it (`roll_out`), then waits until every replica reports the version the alias
+names *now*. The alias is read again while waiting, so a rollback or a newer election during
+the deploy is followed rather than waited for, and a serving that already reports the newer
+champion is a success. A deploy that serving does not confirm fails and says why.
 """
 
-import subprocess
+import os
 import time
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from datetime import datetime, timezone
 
 import dagster as dg
 import httpx
 
+from resources.mlflow_tracking import check_tracking_server
 from skin_cancer_contract.api import DEFAULT_SERVING_URL
+from skin_cancer_contract.registry import CHAMPION_ALIAS, CHAMPION_URI, REGISTERED_MODEL_NAME
+
+POLL_SECONDS = 0.25
+"""How often a deploy asks serving for its version: a swap is seen within this."""
+ALIAS_RECHECK_SECONDS = 2.0
+"""How often a waiting deploy reads the alias again."""
+PROBE_TIMEOUT_SECONDS = 3.0
+"""One HTTP question to serving or the registry; short, so a sensor tick never hangs."""
+RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
+"""The pod template annotation `kubectl rollout restart` sets; changing it rolls every pod."""
 
 
 class DeployError(RuntimeError):
-    """Serving did not take the new version; the message says where and why."""
+    """Serving did not take the champion; the message says where and why."""
+
+
+@dataclass(frozen=True)
+class Rollout:
+    action: str
+    """What was done, for the log and the deployment record."""
+    replica_urls: list[str]
+    """Where to ask `GET /model`; every entry must report the version (a URL listed n times:
+    n answers in a row through a load balancer)."""
+
+
+def post_reload(url: str, admin_token: str) -> str:
+    """Ask one serving process to load MODEL_URI again; the old model answers until the swap."""
+    reload_url = f"{url}/admin/reload"
+    try:
+        response = httpx.post(reload_url, headers={"Authorization": f"Bearer {admin_token}"}, timeout=10)
+    except httpx.HTTPError as error:
+        raise DeployError(f"serving at {reload_url} is unreachable: {error}") from error
+    if response.status_code in (401, 403):
+        raise DeployError(f"serving at {reload_url} refused the reload: check SERVING_ADMIN_TOKEN")
+    if response.status_code >= 400:
+        raise DeployError(f"serving at {reload_url} answered {response.status_code}: {response.text[:300]}")
+    return f"POST {reload_url} -> {response.status_code}"
+
+
+def model_answer(url: str) -> dict:
+    """Serving's `GET /model` body, its `version` a string (None while no model is loaded: 503)."""
+    response = httpx.get(f"{url}/model", timeout=PROBE_TIMEOUT_SECONDS)
+    body = response.json()
+    if response.status_code not in (200, 503):
+        raise httpx.HTTPStatusError(f"GET {url}/model answered {response.status_code}", request=response.request, response=response)
+    version = body.get("version")
+    return {**body, "version": None if version is None else str(version)}
 
 
 class ServingTarget(dg.ConfigurableResource, ABC):
     serving_url: str = DEFAULT_SERVING_URL
+    """Where serving answers (one replica, or a load balancer in front of them)."""
+    mlflow_tracking_uri: str
+    """The registry holding the alias serving loads."""
     timeout_seconds: float = 180.0
 
     @property
@@ -27,38 +79,98 @@ class ServingTarget(dg.ConfigurableResource, ABC):
     def kind(self) -> str: ...
 
     @abstractmethod
-    def roll_out(self) -> str:
-        """Make serving load the current champion; returns a short description of what was done."""
+    def roll_out(self) -> Rollout:
+        """Make every serving replica load the alias's current version."""
 
-    def deploy(self, version: str, log) -> dict:
-        action = self.roll_out()
-        log.info(f"{self.kind}: {action}; waiting for {self.serving_url}/model to report version {version}")
-        served = self.wait_for_version(version)
-        return {"target": self.kind, "serving_url": self.serving_url, "action": action, "served": served}
+    def champion_version(self) -> str | None:
+        """The version the alias names now; None when there is no champion yet.
 
-    def wait_for_version(self, version: str) -> dict:
+        Only a missing model or alias means "no champion"; any other registry error is a DeployError.
+        """
+        import mlflow
+        from mlflow.exceptions import MlflowException
+
+        where = f"the MLflow registry at {self.mlflow_tracking_uri} (MLFLOW_TRACKING_URI)"
+        try:
+            check_tracking_server(self.mlflow_tracking_uri)
+            model = mlflow.MlflowClient(self.mlflow_tracking_uri).get_registered_model(REGISTERED_MODEL_NAME)
+        except MlflowException as error:
+            if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return None
+            raise DeployError(f"{where} could not say which version {CHAMPION_URI} names: {error}") from error
+        except dg.Failure as error:
+            raise DeployError(str(error.description)) from error
+        version = model.aliases.get(CHAMPION_ALIAS)
+        return None if version is None else str(version)
+
+    def served_version(self) -> str | None:
+        """The version serving reports at `serving_url` (None: no model loaded); DeployError when unreachable."""
+        try:
+            return model_answer(self.serving_url)["version"]
+        except (httpx.HTTPError, ValueError) as error:
+            raise DeployError(f"serving at {self.serving_url} is unreachable (SERVING_URL): {error}") from error
+
+    def deploy(self, log) -> dict:
+        """Roll the alias's version out and wait until every replica serves the alias's version."""
+        requested = self.champion_version()
+        if requested is None:
+            raise DeployError(f"nothing to deploy: {CHAMPION_URI} does not exist in {self.mlflow_tracking_uri}")
+        rollout = self.roll_out()
+        log.info(f"{self.kind}: {rollout.action}; waiting until serving reports version {requested}")
+        served = self.wait_for_version(requested, rollout, log)
+        return {
+            "target": self.kind,
+            "serving_url": self.serving_url,
+            "action": rollout.action,
+            "requested_version": requested,
+            "served": served,
+        }
+
+    def wait_for_version(self, version: str, rollout: Rollout, log) -> dict:
+        """Wait until every replica of `rollout` reports the version the alias names.
+
+        `version` is what was asked for; if the alias moves meanwhile, the wait follows it (and
+        rolls out again when no replica has the new version yet), so it ends as soon as serving
+        reports the current champion, older or newer than the one asked for.
+        """
         deadline = time.monotonic() + self.timeout_seconds
-        last = "no answer yet"
+        wanted, alias_read_at, answers, last = str(version), time.monotonic(), [], "no answer yet"
         while time.monotonic() < deadline:
-            try:
-                response = httpx.get(f"{self.serving_url}/model", timeout=5)
-                body = response.json()
-                if response.status_code == 200 and str(body.get("version")) == str(version):
-                    return body
-                reload = body.get("reload") or {}
-                if reload.get("state") == "failed":
-                    raise DeployError(f"serving at {self.serving_url} failed to load version {version}: {reload.get('error')}")
-                last = f"HTTP {response.status_code}, version {body.get('version')}, reload {reload.get('state')}"
-            except (httpx.HTTPError, ValueError) as error:
-                last = f"{type(error).__name__}: {error}"
-            time.sleep(0.5)
+            if time.monotonic() - alias_read_at >= ALIAS_RECHECK_SECONDS:
+                alias_read_at = time.monotonic()
+                current = self.champion_version()
+                if current is not None and current != wanted:
+                    log.info(f"the alias moved from version {wanted} to {current} during the deploy; following it")
+                    wanted = current
+                    if all(body.get("version") != current for _, body, _ in answers):
+                        rollout = self.roll_out()
+                        log.info(f"{self.kind}: {rollout.action}")
+            answers = [self._ask(url) for url in rollout.replica_urls]
+            lagging = [(url, body, problem) for url, body, problem in answers if body.get("version") != wanted]
+            if not lagging:
+                return answers[0][1]
+            url, body, last = lagging[0]
+            reload = body.get("reload") or {}
+            if reload.get("state") == "failed":
+                raise DeployError(f"serving at {url} failed to load version {wanted}: {reload.get('error')}")
+            time.sleep(POLL_SECONDS)
         raise DeployError(
-            f"serving at {self.serving_url} did not report version {version} within {self.timeout_seconds:.0f}s (last: {last})"
+            f"serving did not report version {wanted} (the alias's) within {self.timeout_seconds:.0f}s (last: {last})"
         )
+
+    @staticmethod
+    def _ask(url: str) -> tuple[str, dict, str]:
+        """(url, the /model body, a description for errors); an empty body when serving does not answer."""
+        try:
+            body = model_answer(url)
+        except (httpx.HTTPError, ValueError) as error:
+            return url, {}, f"{url}: {type(error).__name__}: {error}"
+        state = (body.get("reload") or {}).get("state")
+        return url, body, f"{url}: version {body['version']}, reload {state}"
 
 
 class LocalServingTarget(ServingTarget):
-    """A serving process we reach over HTTP: asks it to reload through `/admin/reload`."""
+    """One serving process reached over HTTP: it reloads through `POST /admin/reload`."""
 
     admin_token: str
 
@@ -66,64 +178,124 @@ class LocalServingTarget(ServingTarget):
     def kind(self) -> str:
         return "local"
 
-    def roll_out(self) -> str:
-        url = f"{self.serving_url}/admin/reload"
-        try:
-            response = httpx.post(url, headers={"Authorization": f"Bearer {self.admin_token}"}, timeout=10)
-        except httpx.HTTPError as error:
-            raise DeployError(f"serving at {url} is unreachable (SERVING_URL): {error}") from error
-        if response.status_code in (401, 403):
-            raise DeployError(f"serving at {url} refused the reload: check SERVING_ADMIN_TOKEN")
-        if response.status_code >= 400:
-            raise DeployError(f"serving at {url} answered {response.status_code}: {response.text[:300]}")
-        return f"POST {url} -> {response.status_code}"
+    def roll_out(self) -> Rollout:
+        return Rollout(post_reload(self.serving_url, self.admin_token), [self.serving_url])
 
 
 class DockerServingTarget(ServingTarget):
-    """Recreates the serving container through the Docker API (the docker SDK that dagster-docker uses)."""
+    """Every container of the Compose service reloads through serving's HTTP API.
 
-    container_name: str = "skin-cancer-serving"
+    Nothing is recreated, so each container keeps the name Compose gave it, its port bindings,
+    restart policy, labels and networks, and its old model answers until the new one is swapped
+    in: no downtime. The Docker API (DOCKER_HOST) only finds the containers, by Compose's labels;
+    each is reached by its name on the Compose network.
+    """
+
+    admin_token: str
+    compose_project: str = "skin-cancer"
+    compose_service: str = "serving"
+    port: int = 8000
     docker_host: str | None = None
+    """The Docker API; None: the docker SDK's own default (DOCKER_HOST, else the local socket)."""
 
     @property
     def kind(self) -> str:
         return "docker"
 
-    def roll_out(self) -> str:
+    def replica_urls(self) -> list[str]:
         import docker
+        import requests
 
-        client = docker.DockerClient(base_url=self.docker_host) if self.docker_host else docker.from_env()
-        old = client.containers.get(self.container_name)
-        attrs = old.attrs
-        networks = list(attrs["NetworkSettings"]["Networks"])
-        old.stop(timeout=20)
-        old.remove()
-        new = client.containers.run(
-            attrs["Config"]["Image"],
-            name=self.container_name,
-            environment=attrs["Config"]["Env"],
-            ports={port: [int(b["HostPort"]) for b in binds] for port, binds in (attrs["HostConfig"].get("PortBindings") or {}).items()},
-            network=networks[0] if networks else None,
-            detach=True,
-        )
-        return f"recreated container {self.container_name} ({new.short_id})"
+        where = self.docker_host or "DOCKER_HOST (or the local Docker socket)"
+        labels = [f"com.docker.compose.project={self.compose_project}", f"com.docker.compose.service={self.compose_service}"]
+        try:
+            client = docker.DockerClient(base_url=self.docker_host) if self.docker_host else docker.from_env()
+            containers = client.containers.list(filters={"label": labels, "status": "running"})
+        except (docker.errors.DockerException, requests.RequestException) as error:
+            raise DeployError(f"the Docker API at {where} is unreachable: {error}") from error
+        if not containers:
+            raise DeployError(
+                f"no running container of Compose service {self.compose_service!r} "
+                f"(project {self.compose_project!r}) at {where}"
+            )
+        return [f"http://{container.name}:{self.port}" for container in sorted(containers, key=lambda c: c.name)]
+
+    def roll_out(self) -> Rollout:
+        urls = self.replica_urls()
+        actions = [post_reload(url, self.admin_token) for url in urls]
+        return Rollout("; ".join(actions), urls)
 
 
 class KubernetesServingTarget(ServingTarget):
-    """Rolls the serving Deployment; new pods load the champion when they start."""
+    """A rolling restart of the serving Deployment through the Kubernetes API (no kubectl).
+
+    With `maxUnavailable: 0` and readiness on `/ready` (deploy/k8s/serving.yaml), each new pod
+    loads the champion before an old one stops, so requests never fail. The deploy waits until
+    the rollout is complete (every replica new and available), then asks the Service twice per
+    replica in a row for the version.
+    """
 
     deployment: str = "skin-cancer-serving"
     namespace: str = "default"
+    kubeconfig: str | None = None
+    """A kubeconfig file; None: in a pod, its service account, else KUBECONFIG or ~/.kube/config."""
 
     @property
     def kind(self) -> str:
         return "kubernetes"
 
-    def roll_out(self) -> str:
-        command = ["kubectl", "rollout", "restart", f"deployment/{self.deployment}", "-n", self.namespace]
+    def roll_out(self) -> Rollout:
+        from kubernetes import client
+
+        api_client = self._api_client()
+        apps = client.AppsV1Api(api_client)
+        host = api_client.configuration.host
+        patch = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: datetime.now(timezone.utc).isoformat()}}}}}
+        patched = self._call(host, "patch", apps.patch_namespaced_deployment, self.deployment, self.namespace, patch)
+        replicas = self._wait_for_rollout(host, apps, patched.metadata.generation)
+        action = f"rolling restart of deployment/{self.deployment} in namespace {self.namespace} ({replicas} replicas)"
+        return Rollout(action, [self.serving_url] * (2 * replicas))
+
+    def _api_client(self):
+        from kubernetes import client, config
+
+        configuration = client.Configuration()
         try:
-            subprocess.run(command, check=True, capture_output=True, text=True, timeout=60)
-        except (OSError, subprocess.SubprocessError) as error:
-            detail = getattr(error, "stderr", "") or error
-            raise DeployError(f"`{' '.join(command)}` failed: {detail}") from error
-        return f"rolled deployment/{self.deployment} in namespace {self.namespace}"
+            if self.kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+                config.load_incluster_config(client_configuration=configuration)
+            else:
+                config.load_kube_config(config_file=self.kubeconfig, client_configuration=configuration)
+        except config.ConfigException as error:
+            raise DeployError(f"no Kubernetes API configuration (in-cluster service account or kubeconfig): {error}") from error
+        return client.ApiClient(configuration)
+
+    def _call(self, host: str, verb: str, method, *args):
+        """One API call; an unreachable server or a refusal becomes a DeployError naming both."""
+        import urllib3
+        from kubernetes.client.exceptions import ApiException
+
+        what = f"{verb} deployment/{self.deployment} in namespace {self.namespace}"
+        try:
+            return method(*args, _request_timeout=PROBE_TIMEOUT_SECONDS * 3)
+        except urllib3.exceptions.HTTPError as error:
+            raise DeployError(f"the Kubernetes API server {host} is unreachable ({what}): {error}") from error
+        except ApiException as error:
+            hint = " (the run's service account needs get and patch on deployments: deploy/k8s/serving.yaml)" if error.status == 403 else ""
+            raise DeployError(f"the Kubernetes API server {host} refused to {what}: {error.status} {error.reason}{hint}") from error
+
+    def _wait_for_rollout(self, host: str, apps, generation: int) -> int:
+        """Until every replica runs the new pod template and is available (as `kubectl rollout status`)."""
+        deadline, progress = time.monotonic() + self.timeout_seconds, "no status read"
+        while time.monotonic() < deadline:
+            deployment = self._call(host, "read", apps.read_namespaced_deployment_status, self.deployment, self.namespace)
+            wanted, status = deployment.spec.replicas, deployment.status
+            stalled = [c for c in status.conditions or [] if c.type == "Progressing" and c.reason == "ProgressDeadlineExceeded"]
+            if stalled:
+                raise DeployError(f"deployment/{self.deployment} stopped progressing: {stalled[0].message}")
+            progress = f"{status.updated_replicas or 0} of {wanted} updated, {status.available_replicas or 0} available"
+            if (status.observed_generation or 0) >= generation and (status.updated_replicas or 0) == wanted and (
+                status.replicas or 0
+            ) == wanted and (status.available_replicas or 0) == wanted:
+                return wanted
+            time.sleep(1)
+        raise DeployError(f"deployment/{self.deployment} did not finish rolling within {self.timeout_seconds:.0f}s ({progress})")

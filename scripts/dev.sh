@@ -14,6 +14,11 @@ mkdir -p "$LOGS" "$STATE/mlflow" "${DAGSTER_HOME:=$STATE/dagster}"
 cp -n dagster.yaml "$DAGSTER_HOME/dagster.yaml" 2>/dev/null || true
 export DAGSTER_HOME SKIN_CANCER_STATE=$STATE
 
+# The instance's storage, created (or migrated) once: the daemon and the webserver started
+# together on a fresh instance race to create its schema, and the loser exits.
+"$BIN/dagster" instance migrate >"$LOGS/instance-migrate.log" 2>&1 \
+  || { echo "dagster instance migrate failed; see $LOGS/instance-migrate.log" >&2; exit 1; }
+
 pids=()
 start() {  # start NAME COMMAND...: run in the background, log to $LOGS/NAME.log
   local name=$1; shift

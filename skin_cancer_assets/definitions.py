@@ -9,7 +9,7 @@ from skin_cancer_assets.assets.models import model_assets
 from skin_cancer_assets.environment import build_resources, executor_from_env, gpu_step_tags, profile_from_env
 from skin_cancer_assets.jobs import deploy_champion, train_and_elect
 from skin_cancer_assets.profiles import Profile
-from skin_cancer_assets.sensors import redeploy_on_new_champion
+from skin_cancer_assets.sensors import redeploy_on_new_champion, serving_follows_the_alias
 
 
 def build_defs(profile: Profile, gpu_tags: dict | None = None) -> dg.Definitions:
@@ -25,7 +25,7 @@ def build_defs(profile: Profile, gpu_tags: dict | None = None) -> dg.Definitions
             serving_deployment,
         ],
         jobs=[train_and_elect, deploy_champion],
-        sensors=[redeploy_on_new_champion],
+        sensors=[redeploy_on_new_champion, serving_follows_the_alias],
         resources=build_resources(profile),
         executor=executor_from_env(),
     )

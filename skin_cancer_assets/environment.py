@@ -105,6 +105,11 @@ def image_source() -> RawImageSource:
     )
 
 
+def local_tracking_uri() -> str:
+    """The MLflow store of the embedded defaults, a sqlite file in the state folder."""
+    return f"sqlite:///{state_dir() / 'mlflow' / 'mlflow.db'}"
+
+
 def mlflow_tracking() -> dg.ResourceDefinition:
     """MLFLOW_TRACKING_URI (default: a sqlite store in the state folder), MLFLOW_EXPERIMENT_NAME and
     MLFLOW_UI_URL (where a browser reaches the UI, when that is not the tracking URI), read at run time."""
@@ -113,7 +118,7 @@ def mlflow_tracking() -> dg.ResourceDefinition:
     return mlflow_resource.configured(
         {
             "experiment_name": _config_env("MLFLOW_EXPERIMENT_NAME", DEFAULT_EXPERIMENT),
-            "mlflow_tracking_uri": _config_env("MLFLOW_TRACKING_URI", f"sqlite:///{state_dir() / 'mlflow' / 'mlflow.db'}"),
+            "mlflow_tracking_uri": _config_env("MLFLOW_TRACKING_URI", local_tracking_uri()),
             "mlflow_ui_url": _config_env("MLFLOW_UI_URL", LOCAL_MLFLOW_UI if local else None),
         }
     )
@@ -125,19 +130,30 @@ def _config_env(name: str, default):
 
 
 def serving_target() -> ServingTarget:
+    """SERVING_DEPLOY_TARGET: `local` (reload over HTTP), `docker` (every container of the Compose
+    service reloads over HTTP) or `kubernetes` (a rolling restart of the Deployment)."""
     kind = os.environ.get("SERVING_DEPLOY_TARGET", "local")
-    common = {"serving_url": _env_or("SERVING_URL", DEFAULT_SERVING_URL)}
+    common = {
+        "serving_url": _env_or("SERVING_URL", DEFAULT_SERVING_URL),
+        "mlflow_tracking_uri": _env_or("MLFLOW_TRACKING_URI", local_tracking_uri()),
+    }
     if kind == "local":
         return LocalServingTarget(admin_token=dg.EnvVar("SERVING_ADMIN_TOKEN"), **common)
     if kind == "docker":
-        return DockerServingTarget(container_name=os.environ.get("SERVING_CONTAINER", "skin-cancer-serving"), **common)
+        return DockerServingTarget(admin_token=dg.EnvVar("SERVING_ADMIN_TOKEN"), **common)
     if kind == "kubernetes":
         return KubernetesServingTarget(
             deployment=os.environ.get("SERVING_DEPLOYMENT", "skin-cancer-serving"),
-            namespace=os.environ.get("SERVING_NAMESPACE", "default"),
+            namespace=os.environ.get("SERVING_NAMESPACE") or _pod_namespace() or "default",
             **common,
         )
     raise ValueError(f"SERVING_DEPLOY_TARGET={kind!r}: choose local, docker or kubernetes")
+
+
+def _pod_namespace() -> str | None:
+    """The namespace this process's pod runs in (the service account's), outside a cluster None."""
+    path = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+    return path.read_text().strip() if path.is_file() else None
 
 
 def build_resources(profile: Profile) -> dict:

@@ -14,7 +14,7 @@ os.environ["SKIN_CANCER_PROFILE"] = "smoke"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from tests.browser import chromium  # noqa: E402
-from tests.helpers import VENV_BIN, Service, free_port, wait_for_http  # noqa: E402
+from tests.helpers import start_mlflow_server  # noqa: E402
 from tests.resources.s3_support import S3Server  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,26 +42,7 @@ def copy_subset(target: Path, per_class: int = 12) -> Path:
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory) -> str:
     """A real `mlflow server` on loopback with a sqlite backend and local artifact store."""
-    root = tmp_path_factory.mktemp("mlflow-server")
-    port = free_port()
-    service = Service(
-        [
-            str(VENV_BIN / "mlflow"), "server",
-            "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-            "--artifacts-destination", str(root / "artifacts"),
-            "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-        ],
-        root / "mlflow.log",
-        # The job runner's worker processes (GenAI features) only slow this machine down.
-        env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-    )
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http(f"{uri}/health", timeout=180, process=service.process)
-    except Exception:
-        print(service.log_tail())
-        service.stop()
-        raise
+    service, uri = start_mlflow_server(tmp_path_factory.mktemp("mlflow-server"))
     yield uri
     service.stop()
 

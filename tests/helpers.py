@@ -1,16 +1,21 @@
-"""Small helpers the suites share: free ports, background services, waiting for HTTP."""
+"""Small helpers the suites share: free ports, background services, waiting for HTTP, a Dagster
+webserver and daemon over one instance."""
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 
 VENV_BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
@@ -46,9 +51,10 @@ def error_chain(error: BaseException) -> str:
 class Service:
     """A background process with its output in a log file, stopped with its children."""
 
-    def __init__(self, args: list[str], log_path: Path, env: dict | None = None, cwd: Path | None = None):
+    def __init__(self, args: list[str], log_path: Path, env: dict | None = None, cwd: Path | None = None, append: bool = False):
         self.log_path = log_path
-        self._log = open(log_path, "wb")
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(log_path, "ab" if append else "wb")
         self.process = subprocess.Popen(
             args,
             stdout=self._log,
@@ -70,3 +76,83 @@ class Service:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
         self._log.close()
+
+
+def start_mlflow_server(root: Path) -> tuple["Service", str]:
+    """A real `mlflow server` on loopback, sqlite backend and local artifacts under `root`; (service, URI)."""
+    port = free_port()
+    service = Service(
+        [
+            str(VENV_BIN / "mlflow"), "server",
+            "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+            "--artifacts-destination", str(root / "artifacts"),
+            "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        ],
+        root / "mlflow.log",
+        # The job runner's worker processes (GenAI features) only slow this machine down.
+        env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+    )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(f"{uri}/health", timeout=180, process=service.process)
+    except Exception:
+        print(service.log_tail())
+        service.stop()
+        raise
+    return service, uri
+
+
+def create_instance_storage(home: Path) -> None:
+    """Create the instance's storage (its SQLite schemas) once, from this process.
+
+    A `dagster-daemon` and a `dagster-webserver` started together on a fresh instance race to
+    create it; the loser exits ("table alembic_version already exists").
+    """
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(home)):
+        pass
+
+
+class DagsterProcesses:
+    """A `dagster-daemon` and a `dagster-webserver` over the instance in `home` (the repository's
+    dagster.yaml unless `home` has one), serving `workspace`, logs in `logs`."""
+
+    def __init__(self, home: Path, logs: Path, env: dict, workspace: Path = REPO / "workspace.yaml"):
+        self.home, self.logs, self.workspace = home, logs, str(workspace)
+        self.env = {**env, "DAGSTER_HOME": str(home)}
+        home.mkdir(parents=True, exist_ok=True)
+        if not (home / "dagster.yaml").exists():
+            shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+        create_instance_storage(home)
+        self.url = f"http://127.0.0.1:{free_port()}"
+        self.daemon = self.start_daemon()
+        self.webserver = Service(
+            [str(VENV_BIN / "dagster-webserver"), "-w", self.workspace, "-h", "127.0.0.1", "-p", self.url.rsplit(":", 1)[1]],
+            logs / "webserver.log",
+            env=self.env,
+            cwd=REPO,
+        )
+
+    def start_daemon(self) -> Service:
+        """Start (again) the daemon: sensors, the run queue; its log goes on in the same file."""
+        self.daemon = Service(
+            [str(VENV_BIN / "dagster-daemon"), "run", "-w", self.workspace], self.logs / "daemon.log", env=self.env, cwd=REPO, append=True
+        )
+        return self.daemon
+
+    def stop(self) -> None:
+        for service in (self.webserver, self.daemon):
+            service.stop()
+
+
+@contextmanager
+def start_dagster(home: Path, logs: Path, env: dict, timeout: float = 300) -> Iterator[DagsterProcesses]:
+    """A webserver and a daemon over one instance whose storage exists before either starts;
+    yields once the webserver answers, stops both afterwards."""
+    processes = DagsterProcesses(home, logs, env)
+    try:
+        wait_for_http(f"{processes.url}/server_info", timeout=timeout, process=processes.webserver.process)
+        yield processes
+    finally:
+        processes.stop()

@@ -6,15 +6,22 @@ import dagster as dg
 
 from resources.deploy import ServingTarget
 
+DEPLOY_RETRIES = dg.RetryPolicy(max_retries=5, delay=2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
+"""A failed deploy (serving restarting, a registry hiccup) is tried again 2, 6, 14, 30 and 62 s
+later (give or take 2 s); after that the convergence sensor takes over."""
 
-@dg.asset(group_name="serving", kinds={"fastapi"})
-def serving_deployment(context: dg.AssetExecutionContext, champion_model: dict, serving_target: ServingTarget) -> dg.Output[dict]:
-    """What was deployed, where and when; succeeds only once serving reports the champion's version."""
-    result = serving_target.deploy(champion_model["version"], context.log)
+
+@dg.asset(group_name="serving", kinds={"fastapi"}, deps=["champion_model"], retry_policy=DEPLOY_RETRIES)
+def serving_deployment(context: dg.AssetExecutionContext, serving_target: ServingTarget) -> dg.Output[dict]:
+    """What was deployed, where and when. Deploys the version the `champion` alias names when the
+    step runs (not one recorded earlier), and succeeds once every replica reports the alias's version."""
+    result = serving_target.deploy(context.log)
+    served = result["served"]
     record = {
-        "name": champion_model["name"],
-        "version": champion_model["version"],
-        "model_class": champion_model["model_class"],
+        "name": served.get("name"),
+        "version": served["version"],
+        "requested_version": result["requested_version"],
+        "model_class": served.get("model_class"),
         "target": result["target"],
         "serving_url": result["serving_url"],
         "action": result["action"],
@@ -24,7 +31,8 @@ def serving_deployment(context: dg.AssetExecutionContext, champion_model: dict, 
         record,
         metadata={
             "version": int(record["version"]),
-            "model_class": record["model_class"],
+            "requested_version": int(record["requested_version"]),
+            "model_class": record["model_class"] or "unknown",
             "target": record["target"],
             "serving": dg.MetadataValue.url(record["serving_url"]),
             "action": record["action"],

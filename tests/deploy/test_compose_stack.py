@@ -62,7 +62,7 @@ def test_matches_the_compose_specification():
 
 
 def test_runs_every_part_of_the_platform(compose):
-    assert LONG_RUNNING | {"minio-init", "docker-proxy"} == set(compose["services"])
+    assert LONG_RUNNING | {"minio-init", "docker-proxy", "dagster-migrate"} == set(compose["services"])
 
 
 def test_every_variable_it_reads_is_in_env_example():

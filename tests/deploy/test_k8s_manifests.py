@@ -122,6 +122,30 @@ def test_serving_probes_and_contract(manifests):
     assert config_map(manifests)["MODEL_URI"] == "models:/skin-cancer-classifier@champion"
 
 
+def test_serving_rolls_out_without_downtime_and_the_deploy_step_may_roll_it(manifests, values):
+    """Two replicas, a new pod ready before an old one stops; the run's service account may read
+    and patch exactly this Deployment (the deploy step's rolling restart)."""
+    from resources.deploy import KubernetesServingTarget
+
+    name = KubernetesServingTarget.model_fields["deployment"].default
+    deployment = named(manifests, "Deployment", name)
+    assert deployment["spec"]["replicas"] >= 2
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
+    assert config_map(manifests)["SERVING_DEPLOY_TARGET"] == "kubernetes"
+
+    role = named(manifests, "Role", "skin-cancer-serving-deployer")
+    (rule,) = role["rules"]
+    assert rule["apiGroups"] == ["apps"] and "deployments" in rule["resources"]
+    assert rule["resourceNames"] == [name] and {"get", "patch"} <= set(rule["verbs"])
+    binding = named(manifests, "RoleBinding", "skin-cancer-serving-deployer")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    run_account = values["dagster-user-deployments"]["serviceAccount"]["name"]
+    assert {"kind": "ServiceAccount", "name": run_account} in binding["subjects"]
+
+
 def test_urls_in_the_config_map_reach_services(manifests):
     data = config_map(manifests)
     for variable in ("MLFLOW_TRACKING_URI", "SERVING_URL"):

@@ -26,8 +26,8 @@ class Serving:
     `launcher`: a module run as `python -m launcher --port N` instead of the uvicorn command.
     """
 
-    def __init__(self, work: Path, env: dict[str, str], launcher: str | None = None):
-        port = free_port()
+    def __init__(self, work: Path, env: dict[str, str], launcher: str | None = None, port: int | None = None):
+        port = port or free_port()
         self.url = f"http://127.0.0.1:{port}"
         command = [str(VENV_BIN / "uvicorn"), "serving.app:app", "--host", "127.0.0.1"]
         if launcher:

@@ -1,109 +1,201 @@
-"""A new champion reaches serving by itself: real webserver, daemon (sensor on), uvicorn and MLflow."""
+"""Serving follows the champion by itself: real webserver, daemon (both sensors on), uvicorn and MLflow.
 
-import shutil
+One platform for the module; the tests run in order and each leaves serving on the alias:
+a real election while 8 clients post images, the alias moved by hand, serving stopped during a
+deploy, and the daemon restarted between a promotion and its deploy.
+"""
+
 import time
+from pathlib import Path
 
 import dagster as dg
-import httpx
 import mlflow
 import pytest
 
-from skin_cancer_contract.registry import REGISTERED_MODEL_NAME
-from skin_cancer_contract.evaluation import split_digest
 from skin_cancer_assets.model_zoo import ZOO
-from tests.conftest import REPO
-from tests.helpers import VENV_BIN, Service, free_port, wait_for_http
+from skin_cancer_contract.evaluation import split_digest
+from skin_cancer_contract.registry import CHAMPION_ALIAS, REGISTERED_MODEL_NAME
+from tests.helpers import free_port, start_dagster
 from tests.serving.serving_support import ADMIN_TOKEN, Serving
-from tests.skin_cancer_assets.pipeline import materialize_graph, register_candidate
+from tests.skin_cancer_assets.pipeline import champion_alias_restored, materialize_graph, register_candidate
+from tests.skin_cancer_assets.redeploy_support import (
+    ASSET_SENSOR,
+    CONVERGENCE_SENSOR,
+    PostingClients,
+    deploy_runs,
+    promote,
+    register_copy,
+    ticks,
+    wait_for,
+    wait_for_run,
+)
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def platform(smoke_champion, tmp_path, monkeypatch):
-    """Serving with the smoke champion, and a Dagster webserver + daemon that deploy to it."""
-    serving = Serving(
-        tmp_path,
-        {
-            "MODEL_URI": smoke_champion["model_uri"],
-            "MLFLOW_TRACKING_URI": smoke_champion["tracking_uri"],
-            "SERVING_ADMIN_TOKEN": ADMIN_TOKEN,
-        },
-    )
-    serving.wait_until(lambda client: client.get("/ready").status_code == 200, "became ready")
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+class Platform:
+    """Serving on a fixed port (so it can be stopped and started again at the same URL) and a
+    Dagster webserver and daemon that deploy to it."""
+
+    def __init__(self, root: Path, tracking_uri: str, dagster, instance: dg.DagsterInstance, serving_port: int):
+        self.root, self.tracking_uri, self.dagster, self.instance = root, tracking_uri, dagster, instance
+        self.client = mlflow.MlflowClient(tracking_uri)
+        self.serving_port, self.starts = serving_port, 0
+        self.serving = self.start_serving()
+
+    def start_serving(self) -> Serving:
+        self.starts += 1
+        self.serving = Serving(
+            self.root / f"serving-{self.starts}",
+            {"MLFLOW_TRACKING_URI": self.tracking_uri, "SERVING_ADMIN_TOKEN": ADMIN_TOKEN},
+            port=self.serving_port,
+        )
+        self.serving.wait_until(lambda http: http.get("/ready").status_code == 200, "became ready")
+        return self.serving
+
+    def served_version(self) -> str | None:
+        return self.serving.wait_until(lambda http: http.get("/model").json().get("version") or None, "answered /model")
+
+    def alias(self) -> str:
+        return str(self.client.get_model_version_by_alias(REGISTERED_MODEL_NAME, CHAMPION_ALIAS).version)
+
+    def logs(self) -> str:
+        return f"daemon log:\n{self.dagster.daemon.log_tail()}\nserving log:\n{self.serving.service.log_tail()}"
+
+
+@pytest.fixture(scope="module")
+def platform(smoke_champion, tmp_path_factory):
+    root = tmp_path_factory.mktemp("redeploy")
+    tracking_uri = smoke_champion["tracking_uri"]
+    serving_port = free_port()
     env = {
-        "DAGSTER_HOME": str(home),
-        "SKIN_CANCER_STATE": str(tmp_path / "state"),
-        "MLFLOW_TRACKING_URI": smoke_champion["tracking_uri"],
+        "SKIN_CANCER_STATE": str(root / "state"),
+        "MLFLOW_TRACKING_URI": tracking_uri,
         "MLFLOW_EXPERIMENT_NAME": "redeploy",
-        "SERVING_URL": serving.url,
+        "SERVING_URL": f"http://127.0.0.1:{serving_port}",
         "SERVING_ADMIN_TOKEN": ADMIN_TOKEN,
     }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    port = free_port()
-    workspace = str(REPO / "workspace.yaml")
-    services = [
-        Service([str(VENV_BIN / "dagster-daemon"), "run", "-w", workspace], tmp_path / "daemon.log", env=env, cwd=REPO),
-        Service(
-            [str(VENV_BIN / "dagster-webserver"), "-w", workspace, "-h", "127.0.0.1", "-p", str(port)],
-            tmp_path / "webserver.log",
-            env=env,
-            cwd=REPO,
-        ),
-    ]
-    try:
-        wait_for_http(f"http://127.0.0.1:{port}/server_info", timeout=300, process=services[1].process)
-        yield {"serving": serving, "home": home, "daemon": services[0]}
-    finally:
-        for service in services:
-            service.stop()
-        serving.stop()
+    with pytest.MonkeyPatch.context() as monkeypatch, champion_alias_restored(mlflow.MlflowClient(tracking_uri)):
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        with start_dagster(root / "dagster_home", root, env) as dagster:
+            with dg.DagsterInstance.from_config(str(dagster.home)) as instance:
+                platform = Platform(root, tracking_uri, dagster, instance, serving_port)
+                try:
+                    wait_for(
+                        lambda: ticks(instance, ASSET_SENSOR) and ticks(instance, CONVERGENCE_SENSOR),
+                        "both sensors ticked", 300, platform.logs,
+                    )
+                    yield platform
+                finally:
+                    platform.serving.stop()
 
 
-def test_a_better_champion_is_served_without_any_action_by_hand(platform, smoke_champion, tmp_path, keep_champion_alias):
-    instance = dg.DagsterInstance.local_temp(str(platform["home"]))
-    client = mlflow.MlflowClient(smoke_champion["tracking_uri"])
-    arrays = materialize_graph(platform["home"], selection=dg.AssetSelection.groups("data"), instance=instance)
+def elect_a_better_champion(platform: Platform, work: Path) -> str:
+    """A real election that promotes a better candidate: the smoke champion's model registered
+    again with a higher test ROC-AUC, offered as every model asset's latest version."""
+    instance = platform.instance
+    arrays = materialize_graph(platform.dagster.home, selection=dg.AssetSelection.groups("data"), instance=instance)
     digest = split_digest(
         arrays.output_for_node("preprocessed_arrays", "test_images"),
         arrays.output_for_node("preprocessed_arrays", "test_labels"),
     )
-    mlflow.set_tracking_uri(smoke_champion["tracking_uri"])
-    model_folder = mlflow.artifacts.download_artifacts(smoke_champion["model_uri"], dst_path=str(tmp_path / "model"))
-    better = register_candidate(client, "redeploy", model_folder, 0.99, digest)
+    mlflow.set_tracking_uri(platform.tracking_uri)
+    model_folder = mlflow.artifacts.download_artifacts(f"models:/{REGISTERED_MODEL_NAME}@{CHAMPION_ALIAS}", dst_path=str(work))
+    better = register_candidate(platform.client, "redeploy", model_folder, 0.99, digest)
     for spec in ZOO:
         instance.report_runless_asset_event(dg.AssetMaterialization(spec.name, metadata={"mlflow_model_version": int(better)}))
-
-    result = materialize_graph(platform["home"], selection=dg.AssetSelection.assets("champion_model"), instance=instance)
+    result = materialize_graph(platform.dagster.home, selection=dg.AssetSelection.assets("champion_model"), instance=instance)
     assert result.output_for_node("champion_model")["version"] == better
-    elected = time.monotonic()
+    return better
 
-    served = platform["serving"].wait_until(
-        lambda http: http.get("/model").json().get("version") == better, f"served version {better}", timeout=420
+
+def test_a_better_champion_is_served_without_failed_requests(platform, tmp_path):
+    instance = platform.instance
+    previous = platform.alias()
+    with PostingClients(platform.serving.url, count=8) as clients:
+        better = elect_a_better_champion(platform, tmp_path / "model")
+        elected = instance.get_latest_materialization_event(dg.AssetKey("champion_model")).timestamp
+        swapped = wait_for(lambda: clients.every_answer_since(better), f"every request answered by v{better}", 420, platform.logs)
+        time.sleep(2)  # answers after the swap, too
+    print(f"redeploy: {swapped - elected:.1f}s from the champion materialization to every request answered by v{better}")
+
+    answers = clients.all_answers
+    assert not clients.failed, f"{len(clients.failed)} of {len(answers)} requests failed, e.g. {clients.failed[:3]}"
+    assert {answer.version for answer in answers} == {previous, better}, "the clients did not see the swap"
+    for number, client_answers in enumerate(clients.answers):
+        versions = [answer.version for answer in client_answers]
+        after_the_swap = versions[versions.index(better):]
+        assert set(after_the_swap) == {better}, f"client {number} got the old version after the new one: {versions}"
+
+    (run,) = wait_for(lambda: deploy_runs(instance), "a deploy run", 120, platform.logs)
+    run = wait_for_run(instance, run.run_id, 300, platform.logs)
+    assert run.status == dg.DagsterRunStatus.SUCCESS and run.tags["dagster/sensor_name"] == ASSET_SENSOR
+    deployed = instance.get_latest_materialization_event(dg.AssetKey("serving_deployment"))
+    assert deployed.asset_materialization.metadata["version"].value == int(better)
+
+    # Two more ticks of each sensor: the same materialization deploys once, and convergence sees nothing to do.
+    finished = instance.get_run_record_by_id(run.run_id).end_time
+    wait_for(lambda: len(ticks(instance, ASSET_SENSOR, after=finished)) >= 2, "two asset sensor ticks", 120, platform.logs)
+    convergence = wait_for(lambda: ticks(instance, CONVERGENCE_SENSOR, after=finished)[1:], "two convergence ticks", 120, platform.logs)
+    assert f"serving reports version {better}, the champion" in convergence[0].skip_reason
+    assert [r.run_id for r in deploy_runs(instance)] == [run.run_id]
+
+
+def test_an_alias_moved_by_hand_reaches_serving(platform):
+    """An operator's rollback in the MLflow UI: no election, no champion materialization."""
+    instance, before = platform.instance, {run.run_id for run in deploy_runs(platform.instance)}
+    version = register_copy(platform.client, platform.alias())
+    moved = time.time()
+    platform.client.set_registered_model_alias(REGISTERED_MODEL_NAME, CHAMPION_ALIAS, version)
+    wait_for(lambda: platform.served_version() == version, f"serving reports v{version}", 240, platform.logs)
+    print(f"convergence: serving answered with the alias's v{version} {time.time() - moved:.1f}s after the alias moved")
+
+    new = [run for run in deploy_runs(instance) if run.run_id not in before]
+    assert [run.tags["dagster/sensor_name"] for run in new] == [CONVERGENCE_SENSOR]
+    assert wait_for_run(instance, new[0].run_id, 300, platform.logs).status == dg.DagsterRunStatus.SUCCESS
+
+
+def test_serving_stopped_during_a_deploy_serves_the_alias_once_started_again(platform):
+    instance, before = platform.instance, {run.run_id for run in deploy_runs(platform.instance)}
+    platform.serving.stop()
+    version = register_copy(platform.client, platform.alias())
+    promote(instance, platform.client, version)
+
+    (run,) = wait_for(lambda: [r for r in deploy_runs(instance, ASSET_SENSOR) if r.run_id not in before], "a deploy run", 120, platform.logs)
+    wait_for(
+        lambda: instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_UP_FOR_RETRY),
+        "the deploy failed once and waits to retry", 300, platform.logs,
     )
-    latency = time.monotonic() - elected
-    print(f"redeploy latency: {latency:.1f}s from champion materialization to serving answering with v{better}")
-    assert served
-    answer = httpx.post(
-        f"{platform['serving'].url}/predict",
-        files={"file": ("lesion.jpg", next((REPO.parent / "shared/datasets/skin-cancer/test/benign").iterdir()).read_bytes())},
-        timeout=60,
-    ).json()
-    assert answer["predictions"][0]["model_version"] == better
+    platform.start_serving()  # nobody deploys by hand: the deploy's retries find serving again
 
-    deadline = time.monotonic() + 120  # the deploy run records the deployment in the lineage
-    while time.monotonic() < deadline:
-        event = instance.get_latest_materialization_event(dg.AssetKey("serving_deployment"))
-        if event is not None:
-            break
-        time.sleep(1)
-    assert event is not None, platform["daemon"].log_tail()
-    assert event.asset_materialization.metadata["version"].value == int(better)
-    time.sleep(12)  # two more sensor ticks: the same champion materialization deploys once
-    deploys = instance.get_runs(filters=dg.RunsFilter(job_name="deploy_champion"))
-    assert len(deploys) == 1
-    assert deploys[0].status == dg.DagsterRunStatus.SUCCESS
+    run = wait_for_run(instance, run.run_id, 300, platform.logs)
+    assert run.status == dg.DagsterRunStatus.SUCCESS, platform.logs()
+    assert platform.served_version() == version
+    deployed = instance.get_latest_materialization_event(dg.AssetKey("serving_deployment"))
+    assert deployed.asset_materialization.metadata["version"].value == int(version)
+
+
+def test_the_asset_sensor_cursor_survives_a_daemon_restart(platform):
+    """A promotion while the daemon is down deploys once when it is back; older materializations
+    do not deploy again, and a champion that was kept deploys nothing."""
+    instance, before = platform.instance, {run.run_id for run in deploy_runs(platform.instance)}
+    platform.dagster.daemon.stop()
+    version = register_copy(platform.client, platform.alias())
+    promote(instance, platform.client, version)
+    restarted = time.time()
+    platform.dagster.start_daemon()
+
+    (run,) = wait_for(lambda: [r for r in deploy_runs(instance) if r.run_id not in before], "a deploy run after the restart", 300, platform.logs)
+    assert run.tags["dagster/sensor_name"] == ASSET_SENSOR
+    assert wait_for_run(instance, run.run_id, 300, platform.logs).status == dg.DagsterRunStatus.SUCCESS
+    assert platform.served_version() == version
+
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization("champion_model", metadata={"decision": "kept", "champion_version": int(version)})
+    )
+    kept = instance.get_latest_materialization_event(dg.AssetKey("champion_model")).timestamp
+    skipped = wait_for(lambda: ticks(instance, ASSET_SENSOR, after=kept)[1:], "two asset sensor ticks after the kept champion", 120, platform.logs)
+    assert any("decided 'kept'" in (tick.skip_reason or "") for tick in skipped)
+    assert len(ticks(instance, ASSET_SENSOR, after=restarted)) >= 3
+    assert [r.run_id for r in deploy_runs(instance) if r.run_id not in before] == [run.run_id]

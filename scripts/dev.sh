@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # `make dev`: the whole platform on loopback, stopped together with Ctrl-C.
-#   Dagster webserver http://127.0.0.1:3000 (+ daemon: sensors, queued runs)
-#   MLflow            http://127.0.0.1:5000
-#   serving           http://127.0.0.1:8000   (FastAPI, /docs)
-#   Streamlit app     http://127.0.0.1:8501
+#   Dagster webserver http://127.0.0.1:$DAGSTER_PORT (3000; + daemon: sensors, queued runs)
+#   MLflow            http://127.0.0.1:$MLFLOW_PORT  (5000)
+#   serving           http://127.0.0.1:$SERVING_PORT (8000; FastAPI, /docs)
+#   Streamlit app     http://127.0.0.1:$APP_PORT     (8501)
 # A local S3 server starts too when AWS_ENDPOINT_URL points at loopback.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+DAGSTER_PORT=${DAGSTER_PORT:-3000} MLFLOW_PORT=${MLFLOW_PORT:-5000} SERVING_PORT=${SERVING_PORT:-8000} APP_PORT=${APP_PORT:-8501}
 BIN=.venv/bin
 STATE=${SKIN_CANCER_STATE:-$PWD/state}
 LOGS=$STATE/logs
@@ -36,21 +37,22 @@ if [[ "${AWS_ENDPOINT_URL:-}" =~ ^https?://(127\.0\.0\.1|localhost)(:([0-9]+))? 
 fi
 
 if [[ -n "${MLFLOW_BACKEND_STORE_URI:-}" ]]; then
-  start mlflow env MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false "$BIN/mlflow" server --host 127.0.0.1 --port 5000 \
+  start mlflow env MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false "$BIN/mlflow" server --host 127.0.0.1 --port "$MLFLOW_PORT" \
     --backend-store-uri "$MLFLOW_BACKEND_STORE_URI" --artifacts-destination "$STATE/mlflow/artifacts"
-  export MLFLOW_TRACKING_URI=${MLFLOW_TRACKING_URI:-http://127.0.0.1:5000}
+  export MLFLOW_TRACKING_URI=${MLFLOW_TRACKING_URI:-http://127.0.0.1:$MLFLOW_PORT}
 elif [[ -z "${MLFLOW_TRACKING_URI:-}" ]]; then
   export MLFLOW_TRACKING_URI="sqlite:///$STATE/mlflow/mlflow.db"
-  start mlflow "$BIN/mlflow" ui --host 127.0.0.1 --port 5000 --backend-store-uri "$MLFLOW_TRACKING_URI"
+  start mlflow "$BIN/mlflow" ui --host 127.0.0.1 --port "$MLFLOW_PORT" --backend-store-uri "$MLFLOW_TRACKING_URI"
+  export MLFLOW_UI_URL=${MLFLOW_UI_URL:-http://127.0.0.1:$MLFLOW_PORT}  # the Dagster UI's links to runs
 fi
 
 export SERVING_ADMIN_TOKEN=${SERVING_ADMIN_TOKEN:-$(python3 -c 'import secrets; print(secrets.token_urlsafe(24))')}
-export SERVING_URL=${SERVING_URL:-http://127.0.0.1:8000}
-start serving "$BIN/uvicorn" serving.app:app --host 127.0.0.1 --port 8000
-start app "$BIN/streamlit" run streamlit_app/app.py --server.address 127.0.0.1 --server.port 8501 --server.headless true
+export SERVING_URL=${SERVING_URL:-http://127.0.0.1:$SERVING_PORT}
+start serving "$BIN/uvicorn" serving.app:app --host 127.0.0.1 --port "$SERVING_PORT"
+start app "$BIN/streamlit" run streamlit_app/app.py --server.address 127.0.0.1 --server.port "$APP_PORT" --server.headless true
 start daemon "$BIN/dagster-daemon" run -w workspace.yaml
-start webserver "$BIN/dagster-webserver" -w workspace.yaml -h 127.0.0.1 -p 3000
-echo "Dagster http://127.0.0.1:3000  MLflow http://127.0.0.1:5000  serving $SERVING_URL  app http://127.0.0.1:8501"
+start webserver "$BIN/dagster-webserver" -w workspace.yaml -h 127.0.0.1 -p "$DAGSTER_PORT"
+echo "Dagster http://127.0.0.1:$DAGSTER_PORT  MLflow http://127.0.0.1:$MLFLOW_PORT  serving $SERVING_URL  app http://127.0.0.1:$APP_PORT"
 echo "Ctrl-C stops everything."
 wait -n "${pids[@]}" || true
 echo "a service exited; see $LOGS" >&2

@@ -25,4 +25,5 @@ deploy_champion = dg.define_asset_job(
     selection=dg.AssetSelection.assets("serving_deployment"),
     description="Roll the current champion out to serving and wait until serving reports it.",
     tags={RUN_KIND: DEPLOY},
+    executor_def=dg.in_process_executor,  # one step: no second process to start, and retries start on time
 )

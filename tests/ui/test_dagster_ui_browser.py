@@ -15,7 +15,7 @@ import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
-from tests.helpers import VENV_BIN, Service, free_port, wait_for_http
+from tests.helpers import Service, start_dagster
 
 pytestmark = pytest.mark.slow
 
@@ -77,39 +77,23 @@ def wait_for_location(url: str, services: list[Service], timeout: float = 300) -
 def dagster_ui(mlflow_server, tmp_path_factory):
     """URL of a webserver (with a daemon) on the smoke profile and a fresh DAGSTER_HOME."""
     root = tmp_path_factory.mktemp("dagster-ui")
-    home = root / "dagster_home"
-    home.mkdir()
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
     env = {
         "SKIN_CANCER_PROFILE": "smoke",
-        "DAGSTER_HOME": str(home),
         "MLFLOW_TRACKING_URI": mlflow_server,
         "MLFLOW_EXPERIMENT_NAME": "dagster-ui-test",
         "SKIN_CANCER_STATE": str(root / "state"),
         "SERVING_ADMIN_TOKEN": "test-token",
     }
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    workspace = str(REPO / "workspace.yaml")
-    services = [
-        Service(
-            [str(VENV_BIN / "dagster-webserver"), "-w", workspace, "-h", "127.0.0.1", "-p", str(port)],
-            root / "webserver.log",
-            env=env,
-            cwd=REPO,
-        ),
-        Service([str(VENV_BIN / "dagster-daemon"), "run", "-w", workspace], root / "daemon.log", env=env, cwd=REPO),
-    ]
+    dagster = None
     try:
-        wait_for_http(f"{url}/server_info", timeout=300, process=services[0].process)
-        wait_for_location(url, services)
-        yield url
+        with start_dagster(root / "dagster_home", root, env) as dagster:
+            wait_for_location(dagster.url, [dagster.webserver])
+            yield dagster.url
     finally:
-        for service in services:
-            service.stop()
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        for service in services:
-            shutil.copy(service.log_path, ARTIFACTS / service.log_path.name)
+        if dagster is not None:
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            for service in (dagster.webserver, dagster.daemon):
+                shutil.copy(service.log_path, ARTIFACTS / service.log_path.name)
 
 
 @pytest.fixture

@@ -13,12 +13,17 @@ import dagster as dg
 import mlflow
 import pytest
 
-from skin_cancer_assets.model_zoo import ZOO
-from skin_cancer_contract.evaluation import split_digest
 from skin_cancer_contract.registry import CHAMPION_ALIAS, REGISTERED_MODEL_NAME
 from tests.helpers import free_port, start_dagster
 from tests.serving.serving_support import ADMIN_TOKEN, Serving
-from tests.skin_cancer_assets.pipeline import champion_alias_restored, materialize_graph, register_candidate
+from tests.skin_cancer_assets.pipeline import (
+    ELECTION,
+    champion_alias_restored,
+    materialize_graph,
+    offer_candidate,
+    register_candidate,
+    validation_split_of,
+)
 from tests.skin_cancer_assets.redeploy_support import (
     ASSET_SENSOR,
     CONVERGENCE_SENSOR,
@@ -79,6 +84,7 @@ def platform(smoke_champion, tmp_path_factory):
     with pytest.MonkeyPatch.context() as monkeypatch, champion_alias_restored(mlflow.MlflowClient(tracking_uri)):
         for name, value in env.items():
             monkeypatch.setenv(name, value)
+        crown_a_beatable_champion(mlflow.MlflowClient(tracking_uri), root)
         with start_dagster(root / "dagster_home", root, env) as dagster:
             with dg.DagsterInstance.from_config(str(dagster.home)) as instance:
                 platform = Platform(root, tracking_uri, dagster, instance, serving_port)
@@ -92,23 +98,29 @@ def platform(smoke_champion, tmp_path_factory):
                     platform.serving.stop()
 
 
+def crown_a_beatable_champion(client: mlflow.MlflowClient, root: Path) -> None:
+    """Start from a champion a better candidate can beat: the smoke model registered again with
+    validation ROC-AUC 0.5 on this platform's validation split (the smoke model itself may score
+    1.0 on its few validation images). Serving starts on it, so no deploy is needed."""
+    arrays = materialize_graph(root / "arrays", selection=dg.AssetSelection.groups("data"))
+    mlflow.set_tracking_uri(client.tracking_uri)
+    model_folder = mlflow.artifacts.download_artifacts(f"models:/{REGISTERED_MODEL_NAME}@{CHAMPION_ALIAS}", dst_path=str(root / "model"))
+    weak = register_candidate(client, "redeploy", model_folder, 0.5, validation_split_of(arrays)["digest"])
+    client.set_registered_model_alias(REGISTERED_MODEL_NAME, CHAMPION_ALIAS, weak["version"])
+
+
 def elect_a_better_champion(platform: Platform, work: Path) -> str:
     """A real election that promotes a better candidate: the smoke champion's model registered
-    again with a higher test ROC-AUC, offered as every model asset's latest version."""
+    again with a higher validation ROC-AUC, offered as every model class's candidate."""
     instance = platform.instance
     arrays = materialize_graph(platform.dagster.home, selection=dg.AssetSelection.groups("data"), instance=instance)
-    digest = split_digest(
-        arrays.output_for_node("preprocessed_arrays", "test_images"),
-        arrays.output_for_node("preprocessed_arrays", "test_labels"),
-    )
     mlflow.set_tracking_uri(platform.tracking_uri)
     model_folder = mlflow.artifacts.download_artifacts(f"models:/{REGISTERED_MODEL_NAME}@{CHAMPION_ALIAS}", dst_path=str(work))
-    better = register_candidate(platform.client, "redeploy", model_folder, 0.99, digest)
-    for spec in ZOO:
-        instance.report_runless_asset_event(dg.AssetMaterialization(spec.name, metadata={"mlflow_model_version": int(better)}))
-    result = materialize_graph(platform.dagster.home, selection=dg.AssetSelection.assets("champion_model"), instance=instance)
-    assert result.output_for_node("champion_model")["version"] == better
-    return better
+    better = register_candidate(platform.client, "redeploy", model_folder, 0.99, validation_split_of(arrays)["digest"])
+    offer_candidate(better)
+    result = materialize_graph(platform.dagster.home, selection=ELECTION, instance=instance)
+    assert result.output_for_node("champion_model")["version"] == better["version"]
+    return better["version"]
 
 
 def test_a_better_champion_is_served_without_failed_requests(platform, tmp_path):

@@ -79,3 +79,13 @@ def test_a_figure_without_its_command_is_caught(tmp_path):
     page = tmp_path / "README.md"
     page.write_text("# Results\n\nMeasured somewhere.\n\n| model | ROC-AUC |\n|---|---|\n| basic_cnn | 0.948 |\n")
     assert figure_blocks(page) and not COMMAND.findall(figure_blocks(page)[0][2])
+
+
+def test_every_variable_the_code_reads_is_in_the_readme():
+    from tests.deploy.deploy_support import ENVIRONMENT_READ, PACKAGES
+
+    readme = (REPO / "README.md").read_text()
+    read = {name for package in PACKAGES for path in (REPO / package).rglob("*.py") for name in ENVIRONMENT_READ.findall(path.read_text())}
+    assert read, "no environment reads found: the pattern no longer matches the code"
+    missing = sorted(name for name in read if f"`{name}`" not in readme)
+    assert not missing, f"read by the code but not documented in README.md: {missing}"

@@ -32,6 +32,8 @@ def test_every_asset_of_the_lineage_exists_in_its_group():
         **{name: "training" for name in MODELS | CANDIDATES},
         "champion_model": "selection",
         "serving_deployment": "serving",
+        "production_predictions": "monitoring",
+        "production_performance": "monitoring",
     }
     assert MODELS == {"basic_cnn", "resnet50", "crossval_cnn", "efficientnet_lite0"}
 

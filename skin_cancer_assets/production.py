@@ -2,11 +2,16 @@
 
 Confirmed diagnoses (feedback) are joined to predictions by prediction id; the last
 confirmation of a prediction counts. Proportions come with Wilson 95 % intervals, which stay
-inside [0, 1] and are honest for the small counts feedback usually has.
+inside [0, 1] and are honest for the small counts feedback usually has. Drift compares the
+image statistics serving logs with the same statistics of the training images, by a
+two-sample Kolmogorov-Smirnov test per statistic (scipy's).
 """
 
 import math
 from collections import Counter, defaultdict
+
+import numpy as np
+from scipy.stats import ks_2samp
 
 from skin_cancer_contract.data import CLASSES, MALIGNANT
 
@@ -91,3 +96,36 @@ def _cell(proportion: dict) -> str:
         return "no cases"
     low, high = proportion["ci95"]
     return f"{proportion['value']:.3f} ({low:.3f}–{high:.3f}, n={proportion['total']})"
+
+
+STATISTICS = [f"channel_{kind}_{channel}" for kind in ("mean", "std") for channel in ("r", "g", "b")]
+DRIFT_P_VALUE = 0.01
+"""A statistic has drifted when a two-sample Kolmogorov-Smirnov test rejects the training distribution at this level."""
+MIN_DRIFT_SAMPLES = 5
+
+
+def statistics_table(means: np.ndarray, stds: np.ndarray) -> np.ndarray:
+    """(N, 6) columns in the order of STATISTICS."""
+    return np.concatenate([np.asarray(means, dtype=np.float64), np.asarray(stds, dtype=np.float64)], axis=1)
+
+
+def image_drift(reference: np.ndarray, predictions: list[dict], p_value: float = DRIFT_P_VALUE) -> dict:
+    """Whether the day's images still look like the training images, statistic by statistic.
+
+    `reference`: the training set's `statistics_table`. Too few predictions give no verdict.
+    """
+    if len(predictions) < MIN_DRIFT_SAMPLES:
+        return {"samples": len(predictions), "drifted": None, "reason": f"fewer than {MIN_DRIFT_SAMPLES} predictions", "tests": {}}
+    production = statistics_table([r["channel_mean"] for r in predictions], [r["channel_std"] for r in predictions])
+    tests = {}
+    for column, name in enumerate(STATISTICS):
+        result = ks_2samp(reference[:, column], production[:, column])
+        tests[name] = {
+            "ks_statistic": float(result.statistic),
+            "p_value": float(result.pvalue),
+            "training_median": float(np.median(reference[:, column])),
+            "production_median": float(np.median(production[:, column])),
+            "drifted": bool(result.pvalue < p_value),
+        }
+    drifted = sorted(name for name, test in tests.items() if test["drifted"])
+    return {"samples": len(predictions), "drifted": bool(drifted), "drifted_statistics": drifted, "p_value": p_value, "tests": tests}

@@ -8,10 +8,11 @@ day; today's (so far) can be materialized from the UI.
 from datetime import date, timedelta
 
 import dagster as dg
+import numpy as np
 
 from resources.production_log import ProductionLog
-from skin_cancer_assets.production import performance, performance_table, prediction_summary
-from skin_cancer_contract.monitoring import FEEDBACK, PREDICTIONS
+from skin_cancer_assets.production import image_drift, performance, performance_table, prediction_summary, statistics_table
+from skin_cancer_contract.monitoring import FEEDBACK, PREDICTIONS, channel_statistics
 
 DAILY = dg.DailyPartitionsDefinition(start_date="2026-01-01", end_offset=1)
 """Every UTC day from the first that serving could log; `end_offset=1` offers today's partition too."""
@@ -58,6 +59,41 @@ def production_performance(
             "table": dg.MetadataValue.md(performance_table(figures) if figures else f"no predictions on {day}"),
         }
     )
+
+
+DRIFT_CHECK = "drift_within_bounds"
+
+
+@dg.asset(
+    group_name="monitoring",
+    partitions_def=DAILY,
+    deps=[production_predictions],
+    kinds={"scipy"},
+    check_specs=[dg.AssetCheckSpec(DRIFT_CHECK, asset="production_drift", description="The day's images look like the training images.")],
+)
+def production_drift(context: dg.AssetExecutionContext, production_log: ProductionLog, train_images: np.ndarray) -> dg.MaterializeResult:
+    """Drift of the day's image statistics (per-channel mean and spread, as serving logs them)
+    from those of the training images, with the figures that decided it."""
+    drift = image_drift(statistics_table(*channel_statistics(train_images)), production_log.records(PREDICTIONS, context.partition_key))
+    figures = {
+        "samples": drift["samples"],
+        "drifted_statistics": dg.MetadataValue.json(drift.get("drifted_statistics", [])),
+        "tests": dg.MetadataValue.json(drift["tests"]),
+    }
+    if drift["drifted"] is None:
+        description = f"no verdict: {drift['reason']}"
+    elif drift["drifted"]:
+        description = f"drifted: {', '.join(drift['drifted_statistics'])} (Kolmogorov-Smirnov p < {drift['p_value']})"
+    else:
+        description = f"no statistic drifted at p < {drift['p_value']}"
+    check = dg.AssetCheckResult(
+        check_name=DRIFT_CHECK,
+        passed=not drift["drifted"],
+        severity=dg.AssetCheckSeverity.WARN,
+        description=description,
+        metadata={**figures, "verdict": description},
+    )
+    return dg.MaterializeResult(metadata={**figures, "verdict": description}, check_results=[check])
 
 
 monitor_production = dg.define_asset_job(

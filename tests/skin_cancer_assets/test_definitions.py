@@ -34,6 +34,7 @@ def test_every_asset_of_the_lineage_exists_in_its_group():
         "serving_deployment": "serving",
         "production_predictions": "monitoring",
         "production_performance": "monitoring",
+        "production_drift": "monitoring",
     }
     assert MODELS == {"basic_cnn", "resnet50", "crossval_cnn", "efficientnet_lite0"}
 

@@ -2,23 +2,28 @@
 serving's API, land in its prediction log (a folder or the S3 server), and the day's partitions
 are materialized from there."""
 
-import time
+import io
+import shutil
 from datetime import datetime, timezone
+from pathlib import Path
 
 import dagster as dg
 import httpx
 import pytest
+from PIL import Image
 
-from skin_cancer_assets.assets.monitoring import production_performance, production_predictions
+from skin_cancer_assets.assets.monitoring import production_drift, production_performance, production_predictions
 from skin_cancer_assets.definitions import defs
 from skin_cancer_assets.environment import build_resources, profile_from_env
 from skin_cancer_assets.production import wilson_interval
 from tests.resources.s3_support import ACCESS_KEY, REGION, SECRET_KEY
 from tests.serving.serving_support import DATASET, Serving
+from tests.skin_cancer_assets.pipeline import materialize_graph
 
 TOKEN = "monitoring-feedback-token"
 PER_CLASS = 4
 CONFIRMED_PER_CLASS = 3
+DRIFT_PER_CLASS = 6
 
 
 def _storage_env(kind: str, tmp_path, s3_server) -> dict:
@@ -128,3 +133,47 @@ def test_the_schedule_materializes_yesterday():
     (request,) = schedule.evaluate_tick(context).run_requests
     assert request.partition_key == "2026-11-28"
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+
+
+def _darkened(data: bytes) -> bytes:
+    with Image.open(io.BytesIO(data)) as image:
+        dark = Image.eval(image.convert("RGB"), lambda value: int(value * 0.4))
+    buffer = io.BytesIO()
+    dark.save(buffer, format="JPEG", quality=95)
+    return buffer.getvalue()
+
+
+def test_darkened_images_trip_the_drift_check_and_real_ones_do_not(tmp_path, pipeline_env, smoke_champion):
+    """The training arrays of the smoke profile are the reference; real test images, then darkened copies, are served."""
+    materialize_graph(tmp_path / "dagster", selection=dg.AssetSelection.groups("data"))
+    storage = Path(pipeline_env["SKIN_CANCER_STATE"]) / "storage"
+    paths = [path for label in ("benign", "malignant") for path in sorted((DATASET / "test" / label).glob("*.jpg"))[:DRIFT_PER_CLASS]]
+    server = Serving(
+        tmp_path,
+        {**pipeline_env, "AWS_BUCKET": "", "MODEL_URI": smoke_champion["model_uri"],
+         "MLFLOW_TRACKING_URI": smoke_champion["tracking_uri"], "PREDICTION_LOG_FLUSH_S": "0.2"},
+    )
+    day = datetime.now(timezone.utc).date().isoformat()
+    verdicts = {}
+    try:
+        server.wait_until(lambda client: client.get("/ready").status_code == 200, "became ready")
+        for name, transform in (("real", lambda data: data), ("darkened", _darkened)):
+            shutil.rmtree(storage / "predictions", ignore_errors=True)  # each set alone in today's partition
+            with httpx.Client(base_url=server.url, timeout=120) as client:
+                files = [("file", (path.name, transform(path.read_bytes()), "image/jpeg")) for path in paths]
+                assert client.post("/predict", files=files).status_code == 200
+            server.wait_until(lambda _: sum(len(p.read_text().splitlines()) for p in storage.glob("predictions/*/*.jsonl")) == len(paths), f"logged the {name} images")
+            result = materialize_graph(tmp_path / "dagster", selection=dg.AssetSelection.assets(production_drift), partition_key=day)
+            (check,) = result.get_asset_check_evaluations()
+            verdicts[name] = check
+    finally:
+        server.stop()
+    real, darkened = verdicts["real"], verdicts["darkened"]
+    assert real.passed, real.description
+    assert real.metadata["samples"].value == len(paths)
+    assert not darkened.passed and darkened.severity == dg.AssetCheckSeverity.WARN
+    drifted = darkened.metadata["drifted_statistics"].value
+    assert {"channel_mean_r", "channel_mean_g", "channel_mean_b"} <= set(drifted), darkened.description
+    tests = darkened.metadata["tests"].value
+    assert tests["channel_mean_r"]["production_median"] < 0.6 * tests["channel_mean_r"]["training_median"]
+    assert all(test["p_value"] < 0.01 for name, test in tests.items() if name in drifted)

@@ -24,7 +24,7 @@ import numpy as np
 from serving.metrics import LOG_RECORDS_DROPPED, LOG_RECORDS_WRITTEN
 from skin_cancer_contract.data import label_name
 from skin_cancer_contract.imaging import image_size
-from skin_cancer_contract.monitoring import PREDICTIONS, batch_key, channel_statistics, record_day, to_json_lines
+from skin_cancer_contract.monitoring import batch_key, channel_statistics, record_day, to_json_lines
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +178,6 @@ def prediction_records(model, probabilities, images: np.ndarray, facts: list[dic
         }
         for probability, fact, mean, std in zip(probabilities, facts, means, stds)
     ]
-
 
 
 def prediction_log_for(settings) -> PredictionLog:

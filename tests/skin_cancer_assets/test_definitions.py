@@ -80,6 +80,7 @@ def test_asset_checks_guard_data_and_champion():
         ("test_images", "arrays_shape"),
         ("train_labels", "class_counts"),
         ("champion_model", "quality_bar"),
+        ("production_drift", "drift_within_bounds"),
     }
     (quality_bar,) = [s for s in defs.resolve_assets_def("champion_model").check_specs if s.name == "quality_bar"]
     assert quality_bar.blocking

@@ -76,6 +76,10 @@ class ArtifactStore(dg.ConfigurableResource, ABC):
     @abstractmethod
     def uri(self, key: str) -> str: ...
 
+    @abstractmethod
+    def list_keys(self, prefix: str) -> list[str]:
+        """Every key under `prefix` (ending in a slash), sorted: for stores written by others, like the prediction log."""
+
 
 class LocalArtifactStore(ArtifactStore):
     base_dir: str
@@ -107,6 +111,13 @@ class LocalArtifactStore(ArtifactStore):
 
     def uri(self, key: str) -> str:
         return str(self._path(key).resolve())
+
+    def list_keys(self, prefix: str) -> list[str]:
+        folder = self._path(prefix)
+        if not folder.is_dir():
+            return []
+        base = Path(self.base_dir)
+        return sorted(p.relative_to(base).as_posix() for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
 
 
 class S3ArtifactStore(ArtifactStore):
@@ -168,6 +179,14 @@ class S3ArtifactStore(ArtifactStore):
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{self._key(key)}"
+
+    def list_keys(self, prefix: str) -> list[str]:
+        start = len(self._key(""))
+        try:
+            pages = s3_client(self.s3).get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self._key(prefix))
+            return sorted(item["Key"][start:] for page in pages for item in page.get("Contents", []))
+        except S3_ERRORS as error:
+            raise self._fail("listing", prefix, error) from error
 
 
 class ArtifactIOManager(dg.ConfigurableIOManager):

@@ -21,11 +21,14 @@ from serving.errors import ApiError, install_error_handlers
 from serving.holder import ModelHolder
 from serving.inference import classify, decode_off_loop, decode_pool, served_model, settings_of
 from serving.model import LoadedModel, load_model
+from serving.prediction_log import file_facts, now_iso, prediction_log_for, prediction_records
 from serving.schemas import (
     Error,
     Health,
     Info,
     ModelDetails,
+    Feedback,
+    FeedbackAccepted,
     ModelRef,
     NoModel,
     Prediction,
@@ -36,7 +39,7 @@ from serving.schemas import (
 )
 from serving.settings import Settings
 from serving.uploads import FIELD, decode_uploads, read_uploads
-from skin_cancer_contract.data import label_name
+from skin_cancer_contract.monitoring import FEEDBACK, PREDICTIONS
 from skin_cancer_contract.registry import REGISTERED_MODEL_NAME
 
 
@@ -62,10 +65,13 @@ async def lifespan(app: FastAPI):
     )
     app.state.settings, app.state.holder, app.state.batcher = settings, holder, batcher
     app.state.decode_pool = decode_pool()
+    app.state.prediction_log = prediction_log_for(settings)
     batcher.start()
+    app.state.prediction_log.start()
     holder.reload()
     yield
     await batcher.stop()
+    app.state.prediction_log.stop()
     app.state.decode_pool.shutdown(wait=False, cancel_futures=True)
 
 
@@ -79,6 +85,7 @@ install_error_handlers(app)
 metrics.instrument(app)
 app.include_router(v2.router)
 _admin_bearer = HTTPBearer(auto_error=False, description="the server's SERVING_ADMIN_TOKEN")
+_feedback_bearer = HTTPBearer(auto_error=False, description="the server's SERVING_FEEDBACK_TOKEN")
 
 _CLIENT_ERRORS = {code: {"model": Error} for code in (400, 413, 415, 422)}
 _NO_MODEL = {
@@ -177,17 +184,20 @@ async def predict(request: Request, model: LoadedModel = Depends(_served_model))
     uploads = await read_uploads(request, settings)
     images = await decode_off_loop(request, decode_uploads, uploads, model.image_size, settings)
     probabilities = await classify(request, model, images)
+    records = prediction_records(model, probabilities, images, file_facts(uploads, settings.max_image_pixels))
+    request.app.state.prediction_log.submit(PREDICTIONS, records)
     return PredictResponse(
         model=ModelRef(name=model.name, version=model.version, model_class=model.model_class),
         predictions=[
             Prediction(
+                prediction_id=record["prediction_id"],
                 filename=name,
-                label=label_name(probability, model.threshold),
-                probability_malignant=float(probability),
+                label=record["label"],
+                probability_malignant=record["probability_malignant"],
                 threshold=model.threshold,
                 model_version=model.version,
             )
-            for (name, _), probability in zip(uploads, probabilities)
+            for (name, _), record in zip(uploads, records)
         ],
     )
 
@@ -208,15 +218,39 @@ async def reload(
     request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_admin_bearer)
 ):
     """Load MODEL_URI again in the background and swap it in; poll GET /model for the outcome."""
-    token = settings_of(request).admin_token
-    if token is None:
-        raise ApiError(403, "reload is disabled: the server was started without SERVING_ADMIN_TOKEN")
-    if credentials is None or not hmac.compare_digest(credentials.credentials.encode(), token.encode()):
-        raise ApiError(
-            401,
-            "missing or wrong bearer token: send 'Authorization: Bearer <SERVING_ADMIN_TOKEN>'",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+    _check_bearer(settings_of(request).admin_token, credentials, "SERVING_ADMIN_TOKEN", "reload")
     holder: ModelHolder = request.app.state.holder
     holder.reload()
     return {"status": "reloading", "model_uri": holder.model_uri}
+
+
+async def _feedback_allowed(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_feedback_bearer)):
+    """A dependency, so a refused token answers 403/401 before the body is validated."""
+    _check_bearer(settings_of(request).feedback_token, credentials, "SERVING_FEEDBACK_TOKEN", "feedback")
+
+
+@app.post(
+    "/feedback",
+    status_code=202,
+    response_model=FeedbackAccepted,
+    responses={401: {"model": Error}, 403: {"model": Error}, 422: {"model": Error}},
+    dependencies=[Depends(_feedback_allowed)],
+)
+async def feedback(request: Request, confirmed: Feedback):
+    """Record the confirmed diagnosis of an earlier prediction (by its `prediction_id`) in the prediction log.
+
+    `status` is `queued`, or `dropped` when the log's queue is full (counted in /metrics).
+    """
+    record = {"prediction_id": confirmed.prediction_id, "diagnosis": confirmed.diagnosis, "time": now_iso()}
+    queued = request.app.state.prediction_log.submit(FEEDBACK, [record])
+    return {"status": "queued" if queued else "dropped", "prediction_id": confirmed.prediction_id}
+
+
+def _check_bearer(token: str | None, credentials: HTTPAuthorizationCredentials | None, variable: str, what: str) -> None:
+    """403 when the server has no token for `what`, 401 when the request's bearer token is missing or wrong."""
+    if token is None:
+        raise ApiError(403, f"{what} is disabled: the server was started without {variable}")
+    if credentials is None or not hmac.compare_digest(credentials.credentials.encode(), token.encode()):
+        raise ApiError(
+            401, f"missing or wrong bearer token: send 'Authorization: Bearer <{variable}>'", headers={"WWW-Authenticate": "Bearer"}
+        )

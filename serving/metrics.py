@@ -25,6 +25,15 @@ MODEL_LOADS = Counter("serving_model_loads_total", "Model loads by result.", ["r
 MODEL_TIMEOUTS = Counter(
     "serving_model_timeouts_total", "Model calls abandoned after SERVING_PREDICT_TIMEOUT_S.", registry=REGISTRY
 )
+LOG_RECORDS_WRITTEN = Counter(
+    "serving_log_records_written_total", "Prediction-log records written to storage, by kind.", ["kind"], registry=REGISTRY
+)
+LOG_RECORDS_DROPPED = Counter(
+    "serving_log_records_dropped_total",
+    "Prediction-log records dropped, by kind and reason (queue_full, storage_error).",
+    ["kind", "reason"],
+    registry=REGISTRY,
+)
 
 
 def instrument(app: FastAPI) -> None:

@@ -3,7 +3,9 @@
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+
+from skin_cancer_contract.monitoring import DIAGNOSES
 
 
 class _Schema(BaseModel):
@@ -80,6 +82,8 @@ class ModelRef(_Schema):
 
 
 class Prediction(_Schema):
+    prediction_id: str
+    """Names this prediction in POST /feedback."""
     filename: str
     label: Literal["benign", "malignant"]
     probability_malignant: float
@@ -95,3 +99,15 @@ class PredictResponse(_Schema):
 class ReloadAccepted(_Schema):
     status: Literal["reloading"]
     model_uri: str
+
+
+class Feedback(_Schema):
+    """A dermatologist's confirmed diagnosis of one earlier prediction."""
+
+    prediction_id: str = Field(min_length=1, max_length=64, pattern=r"^[0-9a-f]+$")
+    diagnosis: Literal[DIAGNOSES]
+
+
+class FeedbackAccepted(_Schema):
+    status: Literal["queued", "dropped"]
+    prediction_id: str

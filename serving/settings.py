@@ -2,8 +2,10 @@
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from skin_cancer_contract.api import DEFAULT_MAX_FILES, DEFAULT_MAX_UPLOAD_MB
+from skin_cancer_contract.monitoring import DEFAULT_S3_PREFIX, LOCAL_STORAGE_FOLDER
 from skin_cancer_contract.registry import CHAMPION_URI
 
 
@@ -27,6 +29,18 @@ class Settings:
     """How long one model call may take before its requests are answered 503 (0: no limit)."""
     load_retry_max_s: float
     """Longest pause between attempts while no model has loaded yet (the pause doubles up to it)."""
+    feedback_token: str | None
+    """Bearer token of POST /feedback; without it the route answers 403."""
+    log_bucket: str | None
+    """AWS_BUCKET: the prediction log goes to this bucket under `log_prefix`; else into `log_folder`."""
+    log_prefix: str
+    log_folder: Path
+    log_capacity: int
+    """Most records waiting to be written; more are dropped (and counted)."""
+    log_batch: int
+    """Most records per flush."""
+    log_flush_s: float
+    """Longest a record waits before its batch is flushed."""
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -41,6 +55,13 @@ class Settings:
             batch_wait_s=_number("SERVING_BATCH_WAIT_MS", 2) / 1000,
             predict_timeout_s=_number("SERVING_PREDICT_TIMEOUT_S", 30),
             load_retry_max_s=_number("SERVING_LOAD_RETRY_MAX_S", 30),
+            feedback_token=os.environ.get("SERVING_FEEDBACK_TOKEN") or None,
+            log_bucket=os.environ.get("AWS_BUCKET") or None,
+            log_prefix=os.environ.get("AWS_PREFIX", DEFAULT_S3_PREFIX),
+            log_folder=Path(os.environ.get("SKIN_CANCER_STATE") or "state").resolve() / LOCAL_STORAGE_FOLDER,
+            log_capacity=max(1, int(_number("PREDICTION_LOG_CAPACITY", 10_000))),
+            log_batch=max(1, int(_number("PREDICTION_LOG_BATCH", 500))),
+            log_flush_s=_number("PREDICTION_LOG_FLUSH_S", 5),
         )
 
 

@@ -8,7 +8,7 @@ one input:
 Tensor data comes in JSON (`data`; BYTES elements as base64 text) or after the JSON in Triton's
 binary tensor extension (header `Inference-Header-Content-Length`, tritonclient's default).
 Outputs: `probability_malignant` FP32 [N] and `label` BYTES [N], with the `model_version`
-that answered and its `threshold`. Errors answer `{"error": "..."}`.
+that answered, its `threshold` and the `prediction_ids` (for POST /feedback) in `parameters`. Errors answer `{"error": "..."}`.
 """
 
 import base64
@@ -24,10 +24,11 @@ from fastapi.responses import JSONResponse, Response
 from serving.errors import V2_PREFIX, ApiError
 from serving.inference import classify, decode_off_loop, holder_of, served_model, settings_of
 from serving.model import LoadedModel
+from serving.prediction_log import file_facts, pixel_facts, prediction_records
 from serving.settings import Settings
 from serving.uploads import decode_uploads, read_body
-from skin_cancer_contract.data import label_name
 from skin_cancer_contract.imaging import resize_images
+from skin_cancer_contract.monitoring import PREDICTIONS
 from skin_cancer_contract.registry import REGISTERED_MODEL_NAME
 
 router = APIRouter(prefix=V2_PREFIX, tags=["Open Inference Protocol (V2)"])
@@ -111,9 +112,11 @@ async def infer(request: Request, name: str, version: str | None = None):
     inference_request, binary = _parse(body, request.headers.get(HEADER_LENGTH))
     tensor = _one_input(inference_request, binary)
     outputs = _requested_outputs(inference_request)
-    images = await decode_off_loop(request, _images, tensor, model.image_size, settings)
+    images, facts = await decode_off_loop(request, _images, tensor, model.image_size, settings)
     probabilities = await classify(request, model, images)
-    return _answer(inference_request, outputs, model, probabilities)
+    records = prediction_records(model, probabilities, images, facts)
+    request.app.state.prediction_log.submit(PREDICTIONS, records)
+    return _answer(inference_request, outputs, model, records)
 
 
 def _served(request: Request, name: str, version: str | None) -> LoadedModel:
@@ -174,11 +177,14 @@ def _requested_outputs(inference_request: dict) -> list[tuple[str, bool]]:
     return [(w["name"], bool((w.get("parameters") or {}).get("binary_data", binary))) for w in wanted]
 
 
-def _images(tensor: _Input, size: int, settings: Settings) -> np.ndarray:
-    """The input as a (N, size, size, 3) uint8 batch, its limits checked before any pixel is touched; blocking."""
+def _images(tensor: _Input, size: int, settings: Settings) -> tuple[np.ndarray, list[dict]]:
+    """The input as a (N, size, size, 3) uint8 batch, its limits checked before any pixel is touched,
+    and each image's sha256 and size for the prediction log; blocking."""
     if tensor.name == PIXELS:
-        return resize_images(_pixels(tensor, settings), size)
-    return decode_uploads(_files(tensor, settings), size, settings)
+        pixels = _pixels(tensor, settings)
+        return resize_images(pixels, size), pixel_facts(pixels)
+    files = _files(tensor, settings)
+    return decode_uploads(files, size, settings), file_facts(files, settings.max_image_pixels)
 
 
 def _pixels(tensor: _Input, settings: Settings) -> np.ndarray:
@@ -244,9 +250,9 @@ def _base64_elements(data) -> list[bytes]:
         raise ApiError(400, f"input '{FILES}': an element is not valid base64") from None
 
 
-def _answer(inference_request: dict, outputs: list[tuple[str, bool]], model: LoadedModel, probabilities) -> Response:
-    labels = [label_name(p, model.threshold).encode() for p in probabilities]
-    values = {PROBABILITY: np.asarray(probabilities, dtype="<f4"), LABEL: labels}
+def _answer(inference_request: dict, outputs: list[tuple[str, bool]], model: LoadedModel, records: list[dict]) -> Response:
+    labels = [record["label"].encode() for record in records]
+    values = {PROBABILITY: np.asarray([record["probability_malignant"] for record in records], dtype="<f4"), LABEL: labels}
     tensors, chunks = [], []
     for name, binary in outputs:
         tensor = {"name": name, "datatype": OUTPUT_TYPES[name], "shape": [len(labels)]}
@@ -257,7 +263,7 @@ def _answer(inference_request: dict, outputs: list[tuple[str, bool]], model: Loa
         else:
             tensor["data"] = values[name].tolist() if name == PROBABILITY else [label.decode() for label in labels]
         tensors.append(tensor)
-    answer = {"model_name": model.name, "model_version": model.version, "parameters": {"threshold": model.threshold}, "outputs": tensors}
+    answer = {"model_name": model.name, "model_version": model.version, "parameters": {"threshold": model.threshold, "prediction_ids": [record["prediction_id"] for record in records]}, "outputs": tensors}
     if "id" in inference_request:
         answer["id"] = inference_request["id"]
     header = json.dumps(answer).encode()

@@ -6,6 +6,13 @@ from skin_cancer_assets.assets.champion import champion_asset
 from skin_cancer_assets.assets.data import preprocessed_arrays, raw_images
 from skin_cancer_assets.assets.deployment import serving_deployment
 from skin_cancer_assets.assets.models import model_assets
+from skin_cancer_assets.assets.monitoring import (
+    monitor_production,
+    monitor_yesterday,
+    production_drift,
+    production_performance,
+    production_predictions,
+)
 from skin_cancer_assets.environment import build_resources, executor_from_env, gpu_step_tags, profile_from_env
 from skin_cancer_assets.jobs import deploy_champion, train_and_elect
 from skin_cancer_assets.profiles import Profile
@@ -23,8 +30,12 @@ def build_defs(profile: Profile, gpu_tags: dict | None = None) -> dg.Definitions
             *model_assets(profile, gpu_tags or {}),
             champion_asset(profile),
             serving_deployment,
+            production_predictions,
+            production_performance,
+            production_drift,
         ],
-        jobs=[train_and_elect, deploy_champion],
+        jobs=[train_and_elect, deploy_champion, monitor_production],
+        schedules=[monitor_yesterday],
         sensors=[redeploy_on_new_champion, serving_follows_the_alias],
         resources=build_resources(profile),
         executor=executor_from_env(),

@@ -15,9 +15,11 @@ from dagster_aws.s3 import S3Resource
 from resources.deploy import DockerServingTarget, KubernetesServingTarget, LocalServingTarget, ServingTarget
 from resources.image_source import RawImageSource
 from resources.mlflow_tracking import mlflow_resource
+from resources.production_log import ProductionLog
 from resources.storage import ArtifactIOManager, ArtifactStore, LocalArtifactStore, S3ArtifactStore
 from skin_cancer_assets.profiles import Profile, profile_named
 from skin_cancer_contract.api import DEFAULT_SERVING_URL
+from skin_cancer_contract.monitoring import DEFAULT_S3_PREFIX, LOCAL_STORAGE_FOLDER
 from skin_cancer_contract.registry import DEFAULT_EXPERIMENT
 
 LOCAL_MLFLOW_UI = "http://127.0.0.1:5000"
@@ -93,8 +95,8 @@ def s3_resource() -> S3Resource:
 
 def artifact_store() -> ArtifactStore:
     if os.environ.get("AWS_BUCKET"):
-        return S3ArtifactStore(s3=s3_resource(), bucket=dg.EnvVar("AWS_BUCKET"), prefix=os.environ.get("AWS_PREFIX", "dagster"))
-    return LocalArtifactStore(base_dir=str(state_dir() / "storage"))
+        return S3ArtifactStore(s3=s3_resource(), bucket=dg.EnvVar("AWS_BUCKET"), prefix=os.environ.get("AWS_PREFIX", DEFAULT_S3_PREFIX))
+    return LocalArtifactStore(base_dir=str(state_dir() / LOCAL_STORAGE_FOLDER))
 
 
 def image_source() -> RawImageSource:
@@ -160,6 +162,7 @@ def build_resources(profile: Profile) -> dict:
     return {
         "profile": profile,
         "io_manager": ArtifactIOManager(store=artifact_store()),
+        "production_log": ProductionLog(store=artifact_store()),  # serving writes its log into the same storage
         "image_source": image_source(),
         "mlflow": mlflow_tracking(),
         "serving_target": serving_target(),

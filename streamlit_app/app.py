@@ -1,6 +1,7 @@
 """The inference page: upload lesion images, ask serving, and read each answer with the model behind it.
 
-Run with `streamlit run streamlit_app/app.py`; serving is found at $SERVING_URL.
+Run with `streamlit run streamlit_app/app.py`; serving is found at $SERVING_URL. With
+$SERVING_FEEDBACK_TOKEN (serving's), each result offers to confirm its diagnosis.
 
 Streamlit reruns this script on every interaction, so what does not change between reruns is
 cached: one HTTP client per serving URL, serving's limits, its status and model card for a few
@@ -166,7 +167,7 @@ def predict_chunk(client: ServingClient, uploads: list) -> list[dict]:
     return [outcome for upload in uploads for outcome in predict_chunk(client, [upload])]
 
 
-def show_outcome(upload, outcome: dict) -> None:
+def show_outcome(client: ServingClient, upload, outcome: dict, feedback_token: str | None) -> None:
     image_column, text_column = st.columns([1, 3])
     show_image(image_column, upload)
     text_column.markdown(f"**{upload.name}**")
@@ -182,6 +183,24 @@ def show_outcome(upload, outcome: dict) -> None:
         text=f"Probability of malignant: {probability:.1%} (called malignant from {row['threshold']:.1%})",
     )
     text_column.caption(f"Answered by {row['model_name']} version {row['model_version']} ({row['model_class']})")
+    if row.get("prediction_id"):
+        with text_column.expander("Confirm diagnosis"):
+            confirm_diagnosis(client, row["prediction_id"], feedback_token)
+
+
+def confirm_diagnosis(client: ServingClient, prediction_id: str, feedback_token: str | None) -> None:
+    """Send a dermatologist's confirmed diagnosis of this prediction to serving's prediction log."""
+    if feedback_token is None:
+        st.caption("Confirming diagnoses is off: start the app with SERVING_FEEDBACK_TOKEN (the one serving has).")
+        return
+    diagnosis = st.radio("Confirmed diagnosis", CLASSES, horizontal=True, key=f"diagnosis-{prediction_id}")
+    if st.button("Confirm diagnosis", key=f"confirm-{prediction_id}"):
+        try:
+            client.confirm_diagnosis(prediction_id, diagnosis, feedback_token)
+        except ServingError as error:
+            st.error(str(error))
+        else:
+            st.success(f"Recorded: {diagnosis}")
 
 
 def show_downloads(rows: list[dict]) -> None:
@@ -228,8 +247,9 @@ def main() -> None:
     outcomes = st.session_state.get("outcomes")
     if uploads and outcomes and len(outcomes) == len(uploads):
         st.subheader("Results")
+        feedback_token = os.environ.get("SERVING_FEEDBACK_TOKEN") or None
         for upload, outcome in zip(uploads, outcomes):
-            show_outcome(upload, outcome)
+            show_outcome(client, upload, outcome, feedback_token)
         rows = [outcome["row"] for outcome in outcomes if "row" in outcome]
         if rows:
             show_downloads(rows)

@@ -133,3 +133,16 @@ class ServingClient:
         if not isinstance(body.get("predictions"), list) or not isinstance(body.get("model"), dict):
             raise ServingUnavailable("The prediction service answered /predict without `model` and `predictions`.")
         return body
+
+    def confirm_diagnosis(self, prediction_id: str, diagnosis: str, token: str) -> None:
+        """Record a confirmed diagnosis of an earlier prediction (POST /feedback with the bearer token)."""
+        response = self._request(
+            "POST",
+            "/feedback",
+            self._timeout,
+            json={"prediction_id": prediction_id, "diagnosis": diagnosis},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        self._raise_for_unavailable(response, "/feedback")
+        if response.status_code >= 400:
+            raise ServingError(f"The prediction service did not record the diagnosis: {_detail(response)}")

@@ -5,6 +5,7 @@ import io
 import json
 
 COLUMNS = (
+    "prediction_id",
     "filename",
     "label",
     "probability_malignant",
@@ -20,6 +21,7 @@ def prediction_rows(answer: dict) -> list[dict]:
     model = answer["model"]
     return [
         {
+            "prediction_id": prediction.get("prediction_id"),
             "filename": prediction["filename"],
             "label": prediction["label"],
             "probability_malignant": float(prediction["probability_malignant"]),

@@ -32,6 +32,9 @@ def test_every_asset_of_the_lineage_exists_in_its_group():
         **{name: "training" for name in MODELS | CANDIDATES},
         "champion_model": "selection",
         "serving_deployment": "serving",
+        "production_predictions": "monitoring",
+        "production_performance": "monitoring",
+        "production_drift": "monitoring",
     }
     assert MODELS == {"basic_cnn", "resnet50", "crossval_cnn", "efficientnet_lite0"}
 
@@ -77,6 +80,7 @@ def test_asset_checks_guard_data_and_champion():
         ("test_images", "arrays_shape"),
         ("train_labels", "class_counts"),
         ("champion_model", "quality_bar"),
+        ("production_drift", "drift_within_bounds"),
     }
     (quality_bar,) = [s for s in defs.resolve_assets_def("champion_model").check_specs if s.name == "quality_bar"]
     assert quality_bar.blocking

@@ -1,0 +1,186 @@
+"""The prediction log: every prediction and confirmed diagnosis, written off the request path.
+
+Requests only put small records on a bounded in-memory queue; a background thread flushes them
+in batches, one new JSON Lines file per flush and day, into the project's storage (see
+skin_cancer_contract.monitoring for the layout). A full queue or failing storage never slows
+or fails a request: the records are dropped, counted in /metrics and logged. No image bytes
+are kept, only their sha256, size and per-channel statistics.
+"""
+
+import hashlib
+import logging
+import os
+import queue
+import tempfile
+import threading
+import time
+import uuid
+from collections import defaultdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from serving.metrics import LOG_RECORDS_DROPPED, LOG_RECORDS_WRITTEN
+from skin_cancer_contract.data import label_name
+from skin_cancer_contract.imaging import image_size
+from skin_cancer_contract.monitoring import batch_key, channel_statistics, record_day, to_json_lines
+
+log = logging.getLogger(__name__)
+
+
+class LocalLogStore:
+    """Files under a folder; each appears complete or not at all (written aside, then renamed)."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def put(self, key: str, data: bytes) -> None:
+        path = self.root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def __str__(self) -> str:
+        return str(self.root)
+
+
+class S3LogStore:
+    """Objects under `s3://bucket/prefix/`; one PUT per file, so each appears complete or not at all."""
+
+    def __init__(self, bucket: str, prefix: str):
+        import boto3
+        from botocore.config import Config
+
+        self.bucket, self.prefix = bucket, prefix.strip("/")
+        # Short timeouts and few retries: an unreachable store costs the flusher seconds, not minutes.
+        config = Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 2, "mode": "standard"})
+        self.client = boto3.client("s3", region_name=os.environ.get("AWS_REGION") or None, config=config)
+
+    def put(self, key: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=f"{self.prefix}/{key}" if self.prefix else key, Body=data)
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+
+class PredictionLog:
+    """A bounded queue of (kind, record) and the thread that flushes it into `store`."""
+
+    def __init__(self, store, capacity: int, batch_size: int, flush_interval_s: float):
+        self.store = store
+        self._queue: queue.Queue = queue.Queue(maxsize=capacity)
+        self._batch_size = batch_size
+        self._flush_interval_s = flush_interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
+        self._queue_full_warned = False
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Flush what is queued (waiting at most `timeout_s`) and end the thread."""
+        self._stop.set()
+        self._thread.join(timeout_s)
+
+    def submit(self, kind: str, records: list[dict]) -> bool:
+        """Queue `records` without waiting; False (and counted, logged) when the queue is full."""
+        for index, record in enumerate(records):
+            try:
+                self._queue.put_nowait((kind, record))
+            except queue.Full:
+                self._drop(kind, len(records) - index, "queue_full")
+                return False
+        return True
+
+    def _drop(self, kind: str, count: int, reason: str, error: Exception | None = None) -> None:
+        LOG_RECORDS_DROPPED.labels(kind, reason).inc(count)
+        if error is not None:
+            log.warning("dropped %d %s records: writing to %s failed: %s", count, kind, self.store, error)
+        elif not self._queue_full_warned:  # once until the next successful write, not once per request
+            self._queue_full_warned = True
+            log.warning("dropping %s records: the prediction log's queue is full", kind)
+
+    def _run(self) -> None:
+        while not (self._stop.is_set() and self._queue.empty()):
+            batch = self._next_batch()
+            if batch:
+                self._write(batch)
+
+    def _next_batch(self) -> list[tuple[str, dict]]:
+        """Up to `batch_size` records, waiting at most one flush interval for them to gather."""
+        batch, deadline = [], time.monotonic() + self._flush_interval_s
+        while len(batch) < self._batch_size:
+            remaining = 0 if self._stop.is_set() else deadline - time.monotonic()
+            try:
+                batch.append(self._queue.get(timeout=max(remaining, 0.01)))
+            except queue.Empty:
+                break
+        return batch
+
+    def _write(self, batch: list[tuple[str, dict]]) -> None:
+        groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+        for kind, record in batch:
+            groups[kind, record_day(record)].append(record)
+        for (kind, day), records in groups.items():
+            try:
+                self.store.put(batch_key(kind, day, datetime.now(timezone.utc)), to_json_lines(records))
+            except Exception as error:  # any storage failure: drop, count, go on
+                self._drop(kind, len(records), "storage_error", error)
+            else:
+                LOG_RECORDS_WRITTEN.labels(kind).inc(len(records))
+                self._queue_full_warned = False
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+def file_facts(uploads: list[tuple[str, bytes]], max_pixels: int) -> list[dict]:
+    """sha256, width and height of each uploaded file (its header only: the image was decoded already)."""
+    facts = []
+    for _, data in uploads:
+        width, height = image_size(data, max_pixels)
+        facts.append({"sha256": hashlib.sha256(data).hexdigest(), "width": width, "height": height})
+    return facts
+
+
+def pixel_facts(pixels: np.ndarray) -> list[dict]:
+    """sha256 of the raw pixels, width and height of each image of an (N, H, W, 3) uint8 batch."""
+    _, height, width, _ = pixels.shape
+    return [{"sha256": hashlib.sha256(image.tobytes()).hexdigest(), "width": width, "height": height} for image in pixels]
+
+
+def prediction_records(model, probabilities, images: np.ndarray, facts: list[dict]) -> list[dict]:
+    """One record per image, each with a new prediction id; `images` are the decoded uint8 inputs,
+    as the model receives them (resized), which the image statistics describe."""
+    means, stds = channel_statistics(images)
+    time_now = now_iso()
+    return [
+        {
+            "prediction_id": uuid.uuid4().hex,
+            "time": time_now,
+            "model_name": model.name,
+            "model_version": model.version,
+            "probability_malignant": float(probability),
+            "label": label_name(probability, model.threshold),
+            "threshold": model.threshold,
+            **fact,
+            "channel_mean": [round(float(v), 3) for v in mean],
+            "channel_std": [round(float(v), 3) for v in std],
+        }
+        for probability, fact, mean, std in zip(probabilities, facts, means, stds)
+    ]
+
+
+def prediction_log_for(settings) -> PredictionLog:
+    """The log into the bucket when AWS_BUCKET is set, else into the state folder's storage."""
+    store = S3LogStore(settings.log_bucket, settings.log_prefix) if settings.log_bucket else LocalLogStore(settings.log_folder)
+    return PredictionLog(store, settings.log_capacity, settings.log_batch, settings.log_flush_s)

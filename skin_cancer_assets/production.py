@@ -1,0 +1,131 @@
+"""Figures of the served model in production, from serving's prediction log; plain Python, no Dagster.
+
+Confirmed diagnoses (feedback) are joined to predictions by prediction id; the last
+confirmation of a prediction counts. Proportions come with Wilson 95 % intervals, which stay
+inside [0, 1] and are honest for the small counts feedback usually has. Drift compares the
+image statistics serving logs with the same statistics of the training images, by a
+two-sample Kolmogorov-Smirnov test per statistic (scipy's).
+"""
+
+import math
+from collections import Counter, defaultdict
+
+import numpy as np
+from scipy.stats import ks_2samp
+
+from skin_cancer_contract.data import CLASSES, MALIGNANT
+
+MALIGNANT_NAME, BENIGN_NAME = CLASSES[MALIGNANT], CLASSES[1 - MALIGNANT]
+Z_95 = 1.959964
+
+
+def wilson_interval(successes: int, total: int, z: float = Z_95) -> tuple[float, float] | None:
+    """The Wilson score interval of `successes` out of `total`; None when there is nothing to estimate."""
+    if total == 0:
+        return None
+    p = successes / total
+    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
+    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def prediction_summary(predictions: list[dict]) -> dict:
+    """Count, count by model version and malignant rate of one day's predictions."""
+    malignant = sum(1 for record in predictions if record["label"] == MALIGNANT_NAME)
+    return {
+        "count": len(predictions),
+        "by_model_version": dict(sorted(Counter(str(record["model_version"]) for record in predictions).items())),
+        "malignant_rate": malignant / len(predictions) if predictions else None,
+    }
+
+
+def _proportion(successes: int, total: int) -> dict:
+    interval = wilson_interval(successes, total)
+    return {
+        "value": successes / total if total else None,
+        "successes": successes,
+        "total": total,
+        "ci95": list(interval) if interval else None,
+    }
+
+
+def performance(predictions: list[dict], feedback: list[dict], min_confirmed: int) -> dict[str, dict]:
+    """Per model version: accuracy, malignant recall and specificity on the confirmed predictions.
+
+    A version with fewer than `min_confirmed` confirmed predictions gets its count and a
+    `reason` instead of figures: a handful of confirmations says little.
+    """
+    diagnosis_of = {record["prediction_id"]: record["diagnosis"] for record in sorted(feedback, key=lambda r: r["time"])}
+    confirmed: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    predicted: Counter = Counter()
+    for record in predictions:
+        version = str(record["model_version"])
+        predicted[version] += 1
+        if record["prediction_id"] in diagnosis_of:
+            confirmed[version].append((record["label"], diagnosis_of[record["prediction_id"]]))
+    figures = {}
+    for version in sorted(predicted):
+        pairs = confirmed[version]
+        entry = {"predictions": predicted[version], "confirmed": len(pairs)}
+        if len(pairs) < min_confirmed:
+            entry["reason"] = f"only {len(pairs)} confirmed diagnoses, fewer than the {min_confirmed} needed to show figures"
+        else:
+            malignant = [label for label, truth in pairs if truth == MALIGNANT_NAME]
+            benign = [label for label, truth in pairs if truth == BENIGN_NAME]
+            entry["accuracy"] = _proportion(sum(label == truth for label, truth in pairs), len(pairs))
+            entry["recall_malignant"] = _proportion(malignant.count(MALIGNANT_NAME), len(malignant))
+            entry["specificity"] = _proportion(benign.count(BENIGN_NAME), len(benign))
+        figures[version] = entry
+    return figures
+
+
+def performance_table(figures: dict[str, dict]) -> str:
+    """A Markdown table of `performance`: each figure with its interval, or why it is not shown."""
+    lines = ["| model version | predictions | confirmed | accuracy | malignant recall | specificity |", "|---|---|---|---|---|---|"]
+    for version, entry in figures.items():
+        if "reason" in entry:
+            cells = [entry["reason"], "", ""]
+        else:
+            cells = [_cell(entry[name]) for name in ("accuracy", "recall_malignant", "specificity")]
+        lines.append(f"| {version} | {entry['predictions']} | {entry['confirmed']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _cell(proportion: dict) -> str:
+    if proportion["value"] is None:
+        return "no cases"
+    low, high = proportion["ci95"]
+    return f"{proportion['value']:.3f} ({low:.3f}–{high:.3f}, n={proportion['total']})"
+
+
+STATISTICS = [f"channel_{kind}_{channel}" for kind in ("mean", "std") for channel in ("r", "g", "b")]
+DRIFT_P_VALUE = 0.01
+"""A statistic has drifted when a two-sample Kolmogorov-Smirnov test rejects the training distribution at this level."""
+MIN_DRIFT_SAMPLES = 5
+
+
+def statistics_table(means: np.ndarray, stds: np.ndarray) -> np.ndarray:
+    """(N, 6) columns in the order of STATISTICS."""
+    return np.concatenate([np.asarray(means, dtype=np.float64), np.asarray(stds, dtype=np.float64)], axis=1)
+
+
+def image_drift(reference: np.ndarray, predictions: list[dict], p_value: float = DRIFT_P_VALUE) -> dict:
+    """Whether the day's images still look like the training images, statistic by statistic.
+
+    `reference`: the training set's `statistics_table`. Too few predictions give no verdict.
+    """
+    if len(predictions) < MIN_DRIFT_SAMPLES:
+        return {"samples": len(predictions), "drifted": None, "reason": f"fewer than {MIN_DRIFT_SAMPLES} predictions", "tests": {}}
+    production = statistics_table([r["channel_mean"] for r in predictions], [r["channel_std"] for r in predictions])
+    tests = {}
+    for column, name in enumerate(STATISTICS):
+        result = ks_2samp(reference[:, column], production[:, column])
+        tests[name] = {
+            "ks_statistic": float(result.statistic),
+            "p_value": float(result.pvalue),
+            "training_median": float(np.median(reference[:, column])),
+            "production_median": float(np.median(production[:, column])),
+            "drifted": bool(result.pvalue < p_value),
+        }
+    drifted = sorted(name for name, test in tests.items() if test["drifted"])
+    return {"samples": len(predictions), "drifted": bool(drifted), "drifted_statistics": drifted, "p_value": p_value, "tests": tests}

@@ -1,0 +1,231 @@
+"""The prediction log and POST /feedback, with real uvicorn processes, a real folder and a real S3 server."""
+
+import base64
+import hashlib
+import json
+import time
+
+import httpx
+import numpy as np
+import pytest
+from skin_cancer_contract.imaging import resize_images
+from tests.resources.s3_support import ACCESS_KEY, REGION, SECRET_KEY, S3Server
+from tests.serving.serving_support import DATASET, Serving, metric_delta, metric_samples
+
+FEEDBACK_TOKEN = "feedback-test-token"
+RECORD_FIELDS = {
+    "prediction_id", "time", "model_name", "model_version", "probability_malignant", "label", "threshold",
+    "sha256", "width", "height", "channel_mean", "channel_std",
+}
+
+
+def _serving(tmp_path_factory, smoke_champion, name: str, **env) -> Serving:
+    work = tmp_path_factory.mktemp(name)
+    server = Serving(
+        work,
+        {
+            "MODEL_URI": smoke_champion["model_uri"],
+            "MLFLOW_TRACKING_URI": smoke_champion["tracking_uri"],
+            "SKIN_CANCER_STATE": str(work / "state"),
+            "SERVING_FEEDBACK_TOKEN": FEEDBACK_TOKEN,
+            "PREDICTION_LOG_FLUSH_S": "0.2",
+            "AWS_BUCKET": "",
+            **env,
+        },
+    )
+    server.wait_until(lambda client: client.get("/ready").status_code == 200, "became ready")
+    return server
+
+
+def _s3_env(s3: S3Server, bucket: str) -> dict:
+    return {
+        "AWS_BUCKET": bucket, "AWS_PREFIX": "monitoring-suite", "AWS_ENDPOINT_URL": s3.endpoint, "AWS_REGION": REGION,
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+    }
+
+
+@pytest.fixture(scope="module")
+def local_serving(tmp_path_factory, smoke_champion):
+    server = _serving(tmp_path_factory, smoke_champion, "log-local")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def s3_bucket(s3_server) -> str:
+    return s3_server.new_bucket()
+
+
+@pytest.fixture(scope="module")
+def s3_serving(tmp_path_factory, smoke_champion, s3_server, s3_bucket):
+    server = _serving(tmp_path_factory, smoke_champion, "log-s3", **_s3_env(s3_server, s3_bucket))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def images() -> list[tuple[str, bytes]]:
+    """Three real JPEGs of the test split, of both classes."""
+    paths = sorted((DATASET / "test" / "benign").glob("*.jpg"))[:2] + sorted((DATASET / "test" / "malignant").glob("*.jpg"))[:1]
+    return [(path.name, path.read_bytes()) for path in paths]
+
+
+def _predict(client: httpx.Client, images) -> list[dict]:
+    response = client.post("/predict", files=[("file", (name, data, "image/jpeg")) for name, data in images])
+    assert response.status_code == 200, response.text
+    return response.json()["predictions"]
+
+
+def _infer_files(client: httpx.Client, images) -> dict:
+    tensor = {"name": "image_files", "datatype": "BYTES", "shape": [len(images)], "data": [base64.b64encode(d).decode() for _, d in images]}
+    response = client.post("/v2/models/skin-cancer-classifier/infer", json={"inputs": [tensor]})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def _feedback(client: httpx.Client, prediction_id: str, diagnosis: str, token: str | None = FEEDBACK_TOKEN) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return client.post("/feedback", json={"prediction_id": prediction_id, "diagnosis": diagnosis}, headers=headers)
+
+
+def _records(files: dict[str, bytes], prediction_ids) -> list[dict]:
+    """The stored records of these predictions (the module's servers also hold other tests' records)."""
+    records = [json.loads(line) for data in files.values() for line in data.decode().splitlines()]
+    return [record for record in records if record["prediction_id"] in prediction_ids]
+
+
+def _wait_for(read, wanted: int, what: str, timeout: float = 30.0) -> list[dict]:
+    """Poll `read()` (the records stored so far) until it holds `wanted` records."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        records = read()
+        if len(records) >= wanted:
+            return records
+        time.sleep(0.2)
+    raise AssertionError(f"{what}: {len(read())} of {wanted} records stored within {timeout:.0f}s")
+
+
+def _check_traffic_lands(server: Serving, images, read_kind) -> None:
+    """/predict and V2 predictions and a feedback land, complete, in today's partitions."""
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        before = metric_samples(client)
+        predictions = _predict(client, images)
+        inferred = _infer_files(client, images)
+        ids = [p["prediction_id"] for p in predictions] + inferred["parameters"]["prediction_ids"]
+        assert len(set(ids)) == 2 * len(images)
+        accepted = _feedback(client, ids[0], "malignant")
+        assert accepted.status_code == 202, accepted.text
+        assert accepted.json() == {"status": "queued", "prediction_id": ids[0]}
+        day = time.strftime("%Y-%m-%d", time.gmtime())
+        records = _wait_for(lambda: _records(read_kind("predictions", day), ids), len(ids), "predictions")
+        feedback = _wait_for(lambda: _records(read_kind("feedback", day), ids), 1, "feedback")
+        after = metric_samples(client)
+    assert sorted(r["prediction_id"] for r in records) == sorted(ids)
+    by_id = {r["prediction_id"]: r for r in records}
+    for prediction, (_, data) in zip(predictions, images):
+        record = by_id[prediction["prediction_id"]]
+        assert set(record) == RECORD_FIELDS
+        assert record["sha256"] == hashlib.sha256(data).hexdigest()
+        assert (record["width"], record["height"]) == (224, 224)
+        assert record["probability_malignant"] == pytest.approx(prediction["probability_malignant"])
+        assert record["label"] == prediction["label"]
+        assert record["model_version"] == predictions[0]["model_version"]
+        assert all(0 < m < 255 for m in record["channel_mean"]) and all(0 < s < 128 for s in record["channel_std"])
+    for index, record in enumerate(by_id[i] for i in inferred["parameters"]["prediction_ids"]):
+        assert record["sha256"] == by_id[predictions[index]["prediction_id"]]["sha256"]
+        assert record["channel_mean"] == by_id[predictions[index]["prediction_id"]]["channel_mean"]
+    assert feedback == [{"prediction_id": ids[0], "diagnosis": "malignant", "time": feedback[0]["time"]}]
+    assert metric_delta(before, after, "serving_log_records_written_total", kind="predictions") == len(ids)
+    assert metric_delta(before, after, "serving_log_records_written_total", kind="feedback") == 1
+
+
+def test_records_and_feedback_land_in_the_state_folder(local_serving, images, tmp_path_factory):
+    storage = local_serving.service.log_path.parent / "state" / "storage"
+
+    def read_kind(kind: str, day: str) -> dict[str, bytes]:
+        folder = storage / kind / f"date={day}"
+        return {p.name: p.read_bytes() for p in sorted(folder.glob("*.jsonl"))} if folder.is_dir() else {}
+
+    _check_traffic_lands(local_serving, images, read_kind)
+    assert not list(storage.rglob("*.partial")), "a partly written file was left behind"
+
+
+def test_records_and_feedback_land_in_the_bucket(s3_serving, s3_server, s3_bucket, images):
+    s3 = s3_server.client()
+
+    def read_kind(kind: str, day: str) -> dict[str, bytes]:
+        listed = s3.list_objects_v2(Bucket=s3_bucket, Prefix=f"monitoring-suite/{kind}/date={day}/").get("Contents", [])
+        return {o["Key"]: s3.get_object(Bucket=s3_bucket, Key=o["Key"])["Body"].read() for o in listed}
+
+    _check_traffic_lands(s3_serving, images, read_kind)
+
+
+def test_v2_pixels_are_logged_with_their_own_size(local_serving):
+    pixels = np.random.default_rng(0).integers(0, 256, (1, 30, 40, 3), dtype=np.uint8)
+    tensor = {"name": "image_pixels", "datatype": "UINT8", "shape": list(pixels.shape), "data": pixels.ravel().tolist()}
+    storage = local_serving.service.log_path.parent / "state" / "storage" / "predictions"
+    with httpx.Client(base_url=local_serving.url, timeout=60) as client:
+        model_input = resize_images(pixels, client.get("/model").json()["image_size"])
+        answer = client.post("/v2/models/skin-cancer-classifier/infer", json={"inputs": [tensor]}).json()
+    (prediction_id,) = answer["parameters"]["prediction_ids"]
+
+    def stored():
+        return _records({p.name: p.read_bytes() for p in storage.rglob("*.jsonl")}, {prediction_id})
+
+    (record,) = _wait_for(stored, 1, "the V2 pixels prediction")
+    assert (record["width"], record["height"]) == (40, 30)
+    assert record["sha256"] == hashlib.sha256(pixels[0].tobytes()).hexdigest()
+    sample = model_input[0, ::4, ::4].reshape(-1, 3)  # the statistics are of what the model sees
+    assert record["channel_mean"] == pytest.approx(sample.mean(axis=0), abs=0.01)
+    assert record["channel_std"] == pytest.approx(sample.std(axis=0), abs=0.01)
+
+
+@pytest.mark.parametrize(
+    ("token", "diagnosis", "status"),
+    [("wrong-token", "benign", 401), (None, "benign", 401), (FEEDBACK_TOKEN, "melanoma", 422), ("wrong-token", "melanoma", 401)],
+)
+def test_feedback_refuses_wrong_tokens_and_unknown_diagnoses(local_serving, token, diagnosis, status):
+    with httpx.Client(base_url=local_serving.url, timeout=30) as client:
+        response = _feedback(client, "0123abcd", diagnosis, token)
+    assert response.status_code == status, response.text
+    assert response.json()["detail"]
+
+
+def test_feedback_is_disabled_without_a_token(client):
+    """The session's server has no SERVING_FEEDBACK_TOKEN."""
+    response = _feedback(client, "0123abcd", "benign")
+    assert response.status_code == 403
+    assert "SERVING_FEEDBACK_TOKEN" in response.json()["detail"]
+
+
+def test_storage_stopped_mid_traffic_fails_no_request(tmp_path_factory, smoke_champion, images):
+    """A dedicated S3 server dies under traffic: every request still answers 200; the lost records are counted."""
+    s3 = S3Server(tmp_path_factory.mktemp("doomed-s3"))
+    bucket = s3.new_bucket()
+    server = _serving(tmp_path_factory, smoke_champion, "log-doomed", PREDICTION_LOG_CAPACITY="4", **_s3_env(s3, bucket))
+    try:
+        with httpx.Client(base_url=server.url, timeout=60) as client:
+            before = metric_samples(client)
+            sent = len(_predict(client, images))
+            _wait_for(lambda: [None] * int(metric_delta(before, metric_samples(client), "serving_log_records_written_total", kind="predictions")), sent, "before the outage")
+            s3.stop()
+            many = images * 4  # 12 images in one request: more than the queue holds
+            for _ in range(3):
+                sent += len(_predict(client, images)) + len(_predict(client, many))
+            assert _feedback(client, "0123abcd", "benign").status_code == 202
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                after = metric_samples(client)
+                written = metric_delta(before, after, "serving_log_records_written_total", kind="predictions")
+                full = metric_delta(before, after, "serving_log_records_dropped_total", kind="predictions", reason="queue_full")
+                failed = metric_delta(before, after, "serving_log_records_dropped_total", kind="predictions", reason="storage_error")
+                if written + full + failed == sent:
+                    break
+                time.sleep(0.5)
+    finally:
+        server.stop()
+        s3.stop()
+    assert written == len(images), "records were written while the storage was down"
+    assert full > 0 and failed > 0, (full, failed)
+    assert written + full + failed == sent
+    assert "dropped" in server.service.log_tail(20000) and "queue is full" in server.service.log_tail(20000)

@@ -1,0 +1,179 @@
+"""The monitoring group against real serving: real images and confirmed diagnoses go in through
+serving's API, land in its prediction log (a folder or the S3 server), and the day's partitions
+are materialized from there."""
+
+import io
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+
+import dagster as dg
+import httpx
+import pytest
+from PIL import Image
+
+from skin_cancer_assets.assets.monitoring import production_drift, production_performance, production_predictions
+from skin_cancer_assets.definitions import defs
+from skin_cancer_assets.environment import build_resources, profile_from_env
+from skin_cancer_assets.production import wilson_interval
+from tests.resources.s3_support import ACCESS_KEY, REGION, SECRET_KEY
+from tests.serving.serving_support import DATASET, Serving
+from tests.skin_cancer_assets.pipeline import materialize_graph
+
+TOKEN = "monitoring-feedback-token"
+PER_CLASS = 4
+CONFIRMED_PER_CLASS = 3
+DRIFT_PER_CLASS = 6
+
+
+def _storage_env(kind: str, tmp_path, s3_server) -> dict:
+    env = {"SKIN_CANCER_STATE": str(tmp_path / "state"), "AWS_BUCKET": ""}
+    if kind == "s3":
+        env |= {
+            "AWS_BUCKET": s3_server.new_bucket(), "AWS_PREFIX": "monitoring", "AWS_ENDPOINT_URL": s3_server.endpoint,
+            "AWS_REGION": REGION, "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+        }
+    return env
+
+
+def _send_traffic(server: Serving) -> tuple[list[dict], dict[str, str]]:
+    """Real test images of both classes through /predict; the true class confirmed for some of each."""
+    images = [(label, path) for label in ("benign", "malignant") for path in sorted((DATASET / "test" / label).glob("*.jpg"))[:PER_CLASS]]
+    with httpx.Client(base_url=server.url, timeout=120) as client:
+        response = client.post("/predict", files=[("file", (path.name, path.read_bytes(), "image/jpeg")) for _, path in images])
+        assert response.status_code == 200, response.text
+        predictions = response.json()["predictions"]
+        truth = {}
+        for (label, _), prediction in zip(images, predictions):
+            if sum(1 for t in truth.values() if t == label) < CONFIRMED_PER_CLASS:
+                truth[prediction["prediction_id"]] = label
+                answer = client.post(
+                    "/feedback", json={"prediction_id": prediction["prediction_id"], "diagnosis": label}, headers={"Authorization": f"Bearer {TOKEN}"}
+                )
+                assert answer.status_code == 202, answer.text
+    return predictions, truth
+
+
+def _materialize(resources: dict, day: str, min_confirmed: int) -> tuple[dict, dict]:
+    result = dg.materialize(
+        [production_predictions, production_performance],
+        partition_key=day,
+        resources={"production_log": resources["production_log"]},
+        run_config={"ops": {"production_performance": {"config": {"min_confirmed": min_confirmed}}}},
+    )
+    assert result.success
+    return tuple(
+        {name: value.value for name, value in result.asset_materializations_for_node(node)[0].metadata.items()}
+        for node in ("production_predictions", "production_performance")
+    )
+
+
+@pytest.mark.parametrize("storage", ["local", "s3"])
+def test_the_days_partitions_count_and_score_what_serving_logged(storage, tmp_path, monkeypatch, smoke_champion, s3_server):
+    env = _storage_env(storage, tmp_path, s3_server)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    server = Serving(
+        tmp_path,
+        {**env, "MODEL_URI": smoke_champion["model_uri"], "MLFLOW_TRACKING_URI": smoke_champion["tracking_uri"],
+         "SERVING_FEEDBACK_TOKEN": TOKEN, "PREDICTION_LOG_FLUSH_S": "0.2"},
+    )
+    try:
+        server.wait_until(lambda client: client.get("/ready").status_code == 200, "became ready")
+        predictions, truth = _send_traffic(server)
+    finally:
+        server.stop()  # stopping flushes what is queued
+    day = datetime.now(timezone.utc).date().isoformat()
+    resources = build_resources(profile_from_env())
+    summary, scored = _materialize(resources, day, min_confirmed=len(truth))
+
+    version = smoke_champion["version"]
+    malignant = [p for p in predictions if p["label"] == "malignant"]
+    assert summary["count"] == len(predictions) == 2 * PER_CLASS
+    assert summary["by_model_version"] == {version: len(predictions)}
+    assert summary["malignant_rate"] == pytest.approx(len(malignant) / len(predictions))
+    label_of = {p["prediction_id"]: p["label"] for p in predictions}
+    figures = scored["performance"][version]
+    assert (figures["predictions"], figures["confirmed"], scored["confirmed"]) == (len(predictions), len(truth), len(truth))
+    right = sum(label_of[i] == t for i, t in truth.items())
+    caught = sum(label_of[i] == "malignant" for i, t in truth.items() if t == "malignant")
+    cleared = sum(label_of[i] == "benign" for i, t in truth.items() if t == "benign")
+    for name, successes, total in (("accuracy", right, len(truth)), ("recall_malignant", caught, CONFIRMED_PER_CLASS), ("specificity", cleared, CONFIRMED_PER_CLASS)):
+        assert figures[name]["successes"] == successes and figures[name]["total"] == total, name
+        assert figures[name]["value"] == pytest.approx(successes / total)
+        assert figures[name]["ci95"] == pytest.approx(list(wilson_interval(successes, total)))
+    assert f"| {version} | {len(predictions)} | {len(truth)} |" in scored["table"]
+
+    _, too_few = _materialize(resources, day, min_confirmed=len(truth) + 1)
+    entry = too_few["performance"][version]
+    assert "accuracy" not in entry
+    assert entry["reason"] == f"only {len(truth)} confirmed diagnoses, fewer than the {len(truth) + 1} needed to show figures"
+
+
+def test_a_day_without_traffic_materializes_empty(tmp_path, monkeypatch):
+    monkeypatch.setenv("SKIN_CANCER_STATE", str(tmp_path / "state"))
+    monkeypatch.delenv("AWS_BUCKET", raising=False)
+    summary, scored = _materialize(build_resources(profile_from_env()), "2026-03-01", min_confirmed=1)
+    assert (summary["count"], summary["by_model_version"], summary["malignant_rate"]) == (0, {}, None)
+    assert scored["performance"] == {} and scored["table"] == "no predictions on 2026-03-01"
+
+
+def test_wilson_interval_matches_the_textbook_figures():
+    low, high = wilson_interval(8, 10)
+    assert (round(low, 4), round(high, 4)) == (0.4902, 0.9433)
+    assert wilson_interval(0, 0) is None
+    assert wilson_interval(5, 5)[1] == 1.0
+
+
+def test_the_schedule_materializes_yesterday():
+    schedule = defs.resolve_schedule_def("monitor_yesterday")
+    context = dg.build_schedule_context(
+        scheduled_execution_time=datetime(2026, 11, 29, 0, 30, tzinfo=timezone.utc), repository_def=defs.get_repository_def()
+    )
+    (request,) = schedule.evaluate_tick(context).run_requests
+    assert request.partition_key == "2026-11-28"
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+
+
+def _darkened(data: bytes) -> bytes:
+    with Image.open(io.BytesIO(data)) as image:
+        dark = Image.eval(image.convert("RGB"), lambda value: int(value * 0.4))
+    buffer = io.BytesIO()
+    dark.save(buffer, format="JPEG", quality=95)
+    return buffer.getvalue()
+
+
+def test_darkened_images_trip_the_drift_check_and_real_ones_do_not(tmp_path, pipeline_env, smoke_champion):
+    """The training arrays of the smoke profile are the reference; real test images, then darkened copies, are served."""
+    materialize_graph(tmp_path / "dagster", selection=dg.AssetSelection.groups("data"))
+    storage = Path(pipeline_env["SKIN_CANCER_STATE"]) / "storage"
+    paths = [path for label in ("benign", "malignant") for path in sorted((DATASET / "test" / label).glob("*.jpg"))[:DRIFT_PER_CLASS]]
+    server = Serving(
+        tmp_path,
+        {**pipeline_env, "AWS_BUCKET": "", "MODEL_URI": smoke_champion["model_uri"],
+         "MLFLOW_TRACKING_URI": smoke_champion["tracking_uri"], "PREDICTION_LOG_FLUSH_S": "0.2"},
+    )
+    day = datetime.now(timezone.utc).date().isoformat()
+    verdicts = {}
+    try:
+        server.wait_until(lambda client: client.get("/ready").status_code == 200, "became ready")
+        for name, transform in (("real", lambda data: data), ("darkened", _darkened)):
+            shutil.rmtree(storage / "predictions", ignore_errors=True)  # each set alone in today's partition
+            with httpx.Client(base_url=server.url, timeout=120) as client:
+                files = [("file", (path.name, transform(path.read_bytes()), "image/jpeg")) for path in paths]
+                assert client.post("/predict", files=files).status_code == 200
+            server.wait_until(lambda _: sum(len(p.read_text().splitlines()) for p in storage.glob("predictions/*/*.jsonl")) == len(paths), f"logged the {name} images")
+            result = materialize_graph(tmp_path / "dagster", selection=dg.AssetSelection.assets(production_drift), partition_key=day)
+            (check,) = result.get_asset_check_evaluations()
+            verdicts[name] = check
+    finally:
+        server.stop()
+    real, darkened = verdicts["real"], verdicts["darkened"]
+    assert real.passed, real.description
+    assert real.metadata["samples"].value == len(paths)
+    assert not darkened.passed and darkened.severity == dg.AssetCheckSeverity.WARN
+    drifted = darkened.metadata["drifted_statistics"].value
+    assert {"channel_mean_r", "channel_mean_g", "channel_mean_b"} <= set(drifted), darkened.description
+    tests = darkened.metadata["tests"].value
+    assert tests["channel_mean_r"]["production_median"] < 0.6 * tests["channel_mean_r"]["training_median"]
+    assert all(test["p_value"] < 0.01 for name, test in tests.items() if name in drifted)

@@ -84,8 +84,11 @@ class PostingClients:
 def register_copy(client: mlflow.MlflowClient, version: str) -> str:
     """A new registered version holding the same model as `version` (a stand-in for a retrained one)."""
     source = client.get_model_version(REGISTERED_MODEL_NAME, version)
+    # A version made by log_model points at its logged model (`models:/m-...`), which the copy must name too.
+    logged_model = source.source.removeprefix("models:/") if source.source.startswith("models:/m-") else None
     created = client.create_model_version(
-        REGISTERED_MODEL_NAME, source=source.source, run_id=source.run_id, tags=source.tags, model_id=source.model_id
+        REGISTERED_MODEL_NAME, source=source.source, run_id=source.run_id, tags=source.tags,
+        model_id=source.model_id or logged_model,
     )
     return str(created.version)
 

@@ -78,8 +78,9 @@ def test_each_model_is_a_logged_model_with_its_evaluation_linked(smoke_champion,
         linked = {metric.key for metric in logged.metrics}
         assert {"val_roc_auc", "test_roc_auc", "threshold"} <= linked
         assert "loss" not in linked, "the per-epoch curves stay on the run"
-        (version,) = client.search_model_versions(f"name='{REGISTERED_MODEL_NAME}' and run_id='{run.info.run_id}'")
-        assert version.source == f"models:/{logged.model_id}"
+        versions = client.search_model_versions(f"name='{REGISTERED_MODEL_NAME}' and run_id='{run.info.run_id}'")
+        # other suites may register copies of a run's version: every one points at the logged model
+        assert versions and {version.source for version in versions} == {f"models:/{logged.model_id}"}
 
 
 def test_each_model_is_a_registered_version_tagged_for_the_election(smoke_champion, client):

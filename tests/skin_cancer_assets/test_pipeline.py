@@ -79,8 +79,8 @@ def test_each_model_is_a_logged_model_with_its_evaluation_linked(smoke_champion,
         assert {"val_roc_auc", "test_roc_auc", "threshold"} <= linked
         assert "loss" not in linked, "the per-epoch curves stay on the run"
         versions = client.search_model_versions(f"name='{REGISTERED_MODEL_NAME}' and run_id='{run.info.run_id}'")
-        # other suites may register copies of a run's version: every one points at the logged model
-        assert versions and {version.source for version in versions} == {f"models:/{logged.model_id}"}
+        # other suites register more versions from the same run: the one made by log_model is among them
+        assert f"models:/{logged.model_id}" in {version.source for version in versions}
 
 
 def test_each_model_is_a_registered_version_tagged_for_the_election(smoke_champion, client):

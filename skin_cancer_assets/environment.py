@@ -159,10 +159,11 @@ def _pod_namespace() -> str | None:
 
 
 def build_resources(profile: Profile) -> dict:
+    store = artifact_store()
     return {
         "profile": profile,
-        "io_manager": ArtifactIOManager(store=artifact_store()),
-        "production_log": ProductionLog(store=artifact_store()),  # serving writes its log into the same storage
+        "io_manager": ArtifactIOManager(store=store),
+        "production_log": ProductionLog(store=store),  # serving writes its log into the same storage
         "image_source": image_source(),
         "mlflow": mlflow_tracking(),
         "serving_target": serving_target(),

@@ -11,7 +11,6 @@ import math
 from collections import Counter, defaultdict
 
 import numpy as np
-from scipy.stats import ks_2samp
 
 from skin_cancer_contract.data import CLASSES, MALIGNANT
 
@@ -116,6 +115,8 @@ def image_drift(reference: np.ndarray, predictions: list[dict], p_value: float =
     """
     if len(predictions) < MIN_DRIFT_SAMPLES:
         return {"samples": len(predictions), "drifted": None, "reason": f"fewer than {MIN_DRIFT_SAMPLES} predictions", "tests": {}}
+    from scipy.stats import ks_2samp  # here: every run process imports the code location, deploys too
+
     production = statistics_table([r["channel_mean"] for r in predictions], [r["channel_std"] for r in predictions])
     tests = {}
     for column, name in enumerate(STATISTICS):

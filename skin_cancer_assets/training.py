@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-from sklearn.model_selection import StratifiedKFold, train_test_split
 
 if TYPE_CHECKING:
     import keras
@@ -72,6 +71,8 @@ def validation_split(labels: np.ndarray, share: float, seed: int) -> tuple[np.nd
     The one definition: training holds these rows out, the model assets log which images were
     fitted on, and the election scores every model on the held-out rows.
     """
+    from sklearn.model_selection import train_test_split  # here: every run process imports this module, deploys too
+
     return train_test_split(np.arange(len(labels)), test_size=share, stratify=labels, random_state=seed)
 
 
@@ -79,6 +80,7 @@ def _train_cross_validated(spec, config, images, labels, train_idx, log_epoch):
     """k stratified folds of `train_idx`, each early-stopped on its own held-out fold; the model
     serves the folds' average. Returns it, the mean history and each fold's held-out metrics."""
     import keras
+    from sklearn.model_selection import StratifiedKFold
 
     folds = StratifiedKFold(n_splits=config.k_folds, shuffle=True, random_state=config.seed)
     fold_models, histories, fold_metrics = [], [], []

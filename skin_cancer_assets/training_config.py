@@ -4,8 +4,13 @@ The field names and defaults are the seed pipeline's `model_params`; each model 
 and each profile may replace some defaults (see `config_class_for`).
 """
 
+from typing import TypeVar
+
 import dagster as dg
 from pydantic import Field, create_model
+from pydantic.fields import FieldInfo
+
+ConfigT = TypeVar("ConfigT", bound=dg.Config)
 
 
 class TrainingConfig(dg.Config):
@@ -56,11 +61,19 @@ class TrainingConfig(dg.Config):
     seed: int = 42
 
 
-def config_class_for(model_name: str, defaults: dict) -> type[TrainingConfig]:
-    """A TrainingConfig subclass whose defaults are replaced by `defaults`, named for the launchpad."""
-    unknown = set(defaults) - set(TrainingConfig.model_fields)
+def with_defaults(base: type[ConfigT], class_name: str, defaults: dict) -> type[ConfigT]:
+    """A subclass of the launchpad config `base` whose defaults are replaced by `defaults`;
+    each field keeps its type and description."""
+    unknown = set(defaults) - set(base.model_fields)
     if unknown:
-        raise ValueError(f"unknown training settings for {model_name}: {sorted(unknown)}")
-    fields = {name: (TrainingConfig.model_fields[name].annotation, value) for name, value in defaults.items()}
-    class_name = "".join(part.title() for part in model_name.split("_")) + "TrainingConfig"
-    return create_model(class_name, __base__=TrainingConfig, **fields)
+        raise ValueError(f"unknown settings for {class_name}: {sorted(unknown)}")
+    fields = {
+        name: (base.model_fields[name].annotation, FieldInfo.merge_field_infos(base.model_fields[name], default=value))
+        for name, value in defaults.items()
+    }
+    return create_model(class_name, __base__=base, **fields)
+
+
+def config_class_for(model_name: str, defaults: dict) -> type[TrainingConfig]:
+    """A TrainingConfig subclass with this model's defaults, named for the launchpad."""
+    return with_defaults(TrainingConfig, "".join(part.title() for part in model_name.split("_")) + "TrainingConfig", defaults)

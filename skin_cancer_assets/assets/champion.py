@@ -15,8 +15,7 @@ import dagster as dg
 import mlflow
 import numpy as np
 from mlflow.exceptions import MlflowException
-from pydantic import Field, create_model
-from pydantic.fields import FieldInfo
+from pydantic import Field
 
 from resources.mlflow_tracking import MlflowTracking
 from skin_cancer_assets import checks, training
@@ -24,7 +23,7 @@ from skin_cancer_assets.assets.models import TRAINING_IMAGES, candidate_key
 from skin_cancer_assets.election import Candidate, Decision, IncomparableScores, Rules, elect
 from skin_cancer_assets.model_zoo import ZOO
 from skin_cancer_assets.profiles import Profile
-from skin_cancer_assets.training_config import TrainingConfig
+from skin_cancer_assets.training_config import TrainingConfig, with_defaults
 from skin_cancer_contract.evaluation import METRICS, evaluate, split_digest
 from skin_cancer_contract.imaging import resize_images
 from skin_cancer_contract.registry import CHAMPION_ALIAS, REGISTERED_MODEL_NAME, version_uri
@@ -46,8 +45,7 @@ class ChampionConfig(dg.Config):
 
 def champion_config_for(profile: Profile) -> type[ChampionConfig]:
     """The launchpad's election settings, with the profile's quality bar as the default."""
-    bar = FieldInfo.merge_field_infos(ChampionConfig.model_fields["min_roc_auc"], default=profile.min_champion_roc_auc)
-    return create_model("ChampionConfig", __base__=ChampionConfig, min_roc_auc=(float, bar))
+    return with_defaults(ChampionConfig, "ChampionConfig", {"min_roc_auc": profile.min_champion_roc_auc})
 
 
 def shared_validation_rows(profile: Profile, labels: np.ndarray) -> np.ndarray:

@@ -1,11 +1,11 @@
 """The training group: per model class, the trained network and its candidate record, made by
 `model_asset` from the zoo."""
 
+import inspect
 import os
 import time
 
 import dagster as dg
-import mlflow
 import numpy as np
 
 from resources.mlflow_tracking import MlflowTracking, artifact_url, run_url
@@ -34,7 +34,8 @@ def model_asset(spec: ModelSpec, profile: Profile, gpu_tags: dict) -> dg.AssetsD
     record for the election (JSON). The step trains, logs its own MLflow run and registers a version."""
     config_class = config_class_for(spec.name, {**spec.defaults, **profile.training_overrides})
     parallel_steps = min(len(ZOO), os.cpu_count() or 1)
-    version = code_version(spec.build_network, build_model, training)
+    # the network's whole module: a pretrained network's version covers its layout and weight loader too
+    version = code_version(inspect.getmodule(spec.build_network), build_model, training)
 
     @dg.multi_asset(
         name=spec.name,

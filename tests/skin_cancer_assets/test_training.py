@@ -66,6 +66,9 @@ def test_a_pretrained_backbone_trains_the_head_first_then_its_top_blocks():
     assert training._phases(spec, config.model_copy(update={"epochs": 1, "frozen_epochs": 2})) == [
         (range(0, 1), 0.01, math.inf)  # the smoke profile's single epoch: the head only
     ]
+    import keras
+
+    keras.utils.set_random_seed(config.seed)  # as train() does: the head starts where training's starts
     pretrained = build_model(spec, config, input_size=48)
     checkpoint = read_torch_legacy(weights_path())["_blocks.0._depthwise_conv.weight"]
     np.testing.assert_array_equal(pretrained.get_layer("block0_depthwise_conv").get_weights()[0], checkpoint.transpose(2, 3, 0, 1))
@@ -90,3 +93,12 @@ def _changed_layers(model, before) -> set[str]:
         if layer.weights
         and not all(np.array_equal(a, b) for a, b in zip(layer.get_weights(), before.get_layer(layer.name).get_weights()))
     }
+
+
+def test_a_models_launchpad_config_keeps_each_settings_description():
+    from skin_cancer_assets.training_config import config_class_for
+
+    config = config_class_for("basic_cnn", {"epochs": 20, "frozen_epochs": 0})
+    assert config().epochs == 20
+    for name in ("epochs", "frozen_epochs"):
+        assert config.model_fields[name].description == TrainingConfig.model_fields[name].description is not None

@@ -48,8 +48,9 @@ def threshold_for_recall(labels: np.ndarray, probs: np.ndarray, target_recall: f
 
 
 def split_digest(images: np.ndarray, labels: np.ndarray) -> str:
-    """Identifies a split, so scores are only compared when measured on the same images."""
+    """Identifies a split by every pixel and label, so scores are only compared when measured on
+    the same images (hashing a validation split of 527 images at 224 px takes a fraction of a second)."""
     digest = hashlib.sha256(labels.tobytes())
     digest.update(str(images.shape).encode())
-    digest.update(images[:: max(1, len(images) // 64)].tobytes())
+    digest.update(np.ascontiguousarray(images))  # the array's own buffer: no copy
     return digest.hexdigest()[:16]

@@ -38,3 +38,14 @@ def test_split_digest_changes_with_the_images_and_the_labels():
     changed = images.copy()
     changed[0, 0, 0, 0] ^= 1
     assert split_digest(changed, labels) != digest
+
+
+def test_split_digest_sees_every_image_of_a_large_split():
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (527, 8, 8, 3), dtype=np.uint8)  # the size of the real validation split
+    labels = np.array([0, 1] * 263 + [0])
+    digest = split_digest(images, labels)
+    for row in (1, 263, 526):  # one image swapped for another, anywhere in the split
+        changed = images.copy()
+        changed[row] = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+        assert split_digest(changed, labels) != digest

@@ -1,8 +1,9 @@
 """Jobs: train and elect (the whole pipeline up to the champion), and deploy.
 
 Each job tags its runs with its kind; every instance file lets one run of each kind be in
-progress at a time, so two elections run one after the other and a deploy never waits
-behind an election.
+progress at a time and three runs in all, so two elections run one after the other and a
+deploy finds a slot while an election and a monitoring run are in progress. A run without the
+tag (an asset materialized from the UI's graph) counts only against the three.
 """
 
 import dagster as dg
@@ -10,7 +11,8 @@ from dagster_mlflow import end_mlflow_on_run_finished
 
 RUN_KIND = "skin_cancer/kind"
 """Run tag the instance files' run queue limits per kind of run."""
-ELECTION, DEPLOY = "election", "deploy"
+ELECTION, DEPLOY, MONITORING = "election", "deploy", "monitoring"
+"""The kinds; `monitor_production` (assets/monitoring.py) is tagged MONITORING."""
 
 train_and_elect = dg.define_asset_job(
     "train_and_elect",

@@ -1,6 +1,6 @@
 """Every Dagster instance file loads as a real instance, every class it names included: the
 local default on SQLite, the Compose and local-Postgres ones on the test PostgreSQL. Each one,
-and the Helm values, lets one election and one deploy run at a time."""
+and the Helm values, lets one election, one deploy and one monitoring run be in progress at a time."""
 
 import re
 import shutil
@@ -12,14 +12,14 @@ from dagster_aws.s3.compute_log_manager import S3ComputeLogManager
 from dagster_docker import DockerRunLauncher
 from dagster_postgres import PostgresRunStorage
 
-from skin_cancer_assets.jobs import DEPLOY, ELECTION, RUN_KIND
+from skin_cancer_assets.jobs import DEPLOY, ELECTION, MONITORING, RUN_KIND
 from tests.deploy.deploy_support import COMPOSE_FILE, INSTANCE_FILES, K8S, load_yaml
 
 # What the Compose stack's compute log manager reads; nothing is contacted when it loads.
 S3_ENV = {"AWS_BUCKET": "skin-cancer", "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}
 # One run of each kind in progress at a time (the jobs' RUN_KIND tags), not one run in all.
-KIND_LIMITS = [{"key": RUN_KIND, "value": ELECTION, "limit": 1}, {"key": RUN_KIND, "value": DEPLOY, "limit": 1}]
-RUNS_AT_ONCE = 2  # an election and a deploy
+KIND_LIMITS = [{"key": RUN_KIND, "value": kind, "limit": 1} for kind in (ELECTION, DEPLOY, MONITORING)]
+RUNS_AT_ONCE = 3  # an election, a monitoring run and a deploy
 
 
 def env_names(path) -> set[str]:
@@ -82,7 +82,7 @@ def test_local_postgres_instance_reads_what_start_sh_prints(postgres_cluster):
 
 
 @pytest.mark.parametrize("name", sorted(INSTANCE_FILES))
-def test_instance_file_runs_one_election_and_one_deploy_at_a_time(name, instance_env, monkeypatch, tmp_path):
+def test_instance_file_runs_one_run_of_each_kind_at_a_time(name, instance_env, monkeypatch, tmp_path):
     for variable, value in S3_ENV.items():
         monkeypatch.setenv(variable, value)
     shutil.copy(INSTANCE_FILES[name], tmp_path / "dagster.yaml")

@@ -78,11 +78,12 @@ def champion_asset(profile: Profile) -> dg.AssetsDefinition:
         """The best candidate on the shared validation split; the MLflow alias `champion` moves only
         when it beats the current champion and reaches the quality bar. Test metrics are reported."""
         client = mlflow.MlflowClient()
-        candidates = [Candidate.from_record(candidate_records[candidate_key(spec.name)]) for spec in ZOO]
         rows = shared_validation_rows(profile, train_labels)
         images, labels, image_ids = train_images[rows], train_labels[rows], [train_image_ids[row] for row in rows]
+        today = split_digest(images, labels)
+        candidates = _current_candidates([candidate_records[candidate_key(spec.name)] for spec in ZOO], today, context.log)
         incumbent = _read_incumbent(client)
-        if incumbent is not None and incumbent.validation_digest != split_digest(images, labels):
+        if incumbent is not None and incumbent.validation_digest != today:
             incumbent, candidates = _comparable(client, incumbent, candidates, images, labels, image_ids, context.log)
         try:
             decision = elect(candidates, incumbent, Rules(config.min_roc_auc, config.min_improvement))
@@ -105,6 +106,22 @@ def champion_asset(profile: Profile) -> dg.AssetsDefinition:
         yield check
 
     return champion_model
+
+
+def _current_candidates(records: list[dict], today: str, log) -> list[Candidate]:
+    """The candidates measured on today's validation images. A model last trained on another data
+    version (its step not run since the data changed) is left out, saying so."""
+    candidates = [Candidate.from_record(record) for record in records]
+    current = [c for c in candidates if c.validation_digest == today]
+    for stale in (c for c in candidates if c.validation_digest != today):
+        log.warning(f"{stale.label} was measured on other validation images (another data version): not a candidate "
+                    f"until {stale.model_class} is trained again")
+    if not current:
+        raise dg.Failure(
+            "no candidate was measured on today's validation images: materialize the model assets again "
+            f"(the data changed since they were trained); the alias `{CHAMPION_ALIAS}` was not touched"
+        )
+    return current
 
 
 @contextmanager

@@ -77,12 +77,12 @@ def register_candidate(
     ).to_record()
 
 
-def offer_candidate(record: dict) -> None:
-    """Store `record` as every model class's candidate, where the election of a run with the
-    current environment (SKIN_CANCER_STATE) loads it."""
+def offer_candidate(record: dict, model_classes=tuple(spec.name for spec in ZOO)) -> None:
+    """Store `record` as the candidate of `model_classes` (every class by default), where the
+    election of a run with the current environment (SKIN_CANCER_STATE) loads it."""
     io_manager = ArtifactIOManager(store=artifact_store())
-    for spec in ZOO:
-        store_value(io_manager, candidate_key(spec.name), {**record, "model_class": spec.name})
+    for name in model_classes:
+        store_value(io_manager, candidate_key(name), {**record, "model_class": name})
 
 
 def champion_version(client) -> str:

@@ -229,6 +229,22 @@ def test_a_champion_from_another_data_version_is_rescored_on_images_it_never_tra
     assert record["decision"] == "kept" and record["version"] == champion["version"]  # same network: an exact tie
 
 
+def test_a_candidate_from_another_data_version_is_left_out_and_the_others_elect(arena):
+    arena.crown(arena.candidate(0.50))
+    offer_candidate(current := arena.candidate(0.90))
+    stale = arena.candidate(0.99, digest="another-data-version")  # better, but measured on other images
+    offer_candidate(stale, model_classes=[ZOO[0].name])
+
+    record = arena.elect().output_for_node("champion_model")
+    assert record["decision"] == "promoted" and record["version"] == current["version"]
+    assert stale["version"] not in {c["version"] for c in record["candidates"]}
+    assert len(record["candidates"]) == len(ZOO) - 1
+
+    offer_candidate(arena.candidate(0.99, digest="another-data-version"))
+    result = arena.elect()
+    assert not result.success and "no candidate was measured on today's validation images" in failure_message(result)
+
+
 def test_a_champion_of_another_input_size_is_resized_and_scored_on_the_whole_validation_split(arena, tmp_path):
     network = build_model(ZOO[0], TrainingConfig(image_size=32), input_size=32)  # today's arrays are 64 px
     folder = tmp_path / "32px"

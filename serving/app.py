@@ -19,9 +19,9 @@ from serving import metrics, v2
 from serving.batcher import MicroBatcher
 from serving.errors import ApiError, install_error_handlers
 from serving.holder import ModelHolder
-from serving.inference import classify, decode_off_loop, decode_pool, served_model, settings_of
+from serving.inference import classify, decode_files, decode_off_loop, decode_pool, served_model, settings_of
 from serving.model import LoadedModel, load_model
-from serving.prediction_log import file_facts, now_iso, prediction_log_for, prediction_records
+from serving.prediction_log import now_iso, prediction_log_for, prediction_records
 from serving.schemas import (
     Error,
     Health,
@@ -38,7 +38,7 @@ from serving.schemas import (
     ReloadStatus,
 )
 from serving.settings import Settings
-from serving.uploads import FIELD, decode_uploads, read_uploads
+from serving.uploads import FIELD, read_uploads
 from skin_cancer_contract.monitoring import FEEDBACK, PREDICTIONS
 from skin_cancer_contract.registry import REGISTERED_MODEL_NAME
 
@@ -182,9 +182,9 @@ async def predict(request: Request, model: LoadedModel = Depends(_served_model))
     """Classify each uploaded image (multipart field `file`, repeat it for several images)."""
     settings = settings_of(request)
     uploads = await read_uploads(request, settings)
-    images = await decode_off_loop(request, decode_uploads, uploads, model.image_size, settings)
+    images, facts = await decode_off_loop(request, decode_files, uploads, model.image_size, settings)
     probabilities = await classify(request, model, images)
-    records = prediction_records(model, probabilities, images, file_facts(uploads, settings.max_image_pixels))
+    records = prediction_records(model, probabilities, facts)
     request.app.state.prediction_log.submit(PREDICTIONS, records)
     return PredictResponse(
         model=ModelRef(name=model.name, version=model.version, model_class=model.model_class),

@@ -13,7 +13,9 @@ from serving.errors import ApiError
 from serving.holder import ModelHolder
 from serving.metrics import MODEL_TIMEOUTS
 from serving.model import LoadedModel
+from serving.prediction_log import file_facts
 from serving.settings import Settings
+from serving.uploads import decode_uploads
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,13 @@ def served_model(request: Request) -> LoadedModel:
 async def decode_off_loop(request: Request, function, *args):
     """Run a blocking decode in the decode pool."""
     return await asyncio.get_running_loop().run_in_executor(request.app.state.decode_pool, function, *args)
+
+
+def decode_files(uploads: list[tuple[str, bytes]], size: int, settings: Settings) -> tuple[np.ndarray, list[dict]]:
+    """The uploaded files as one (N, size, size, 3) uint8 batch, and each one's facts for the
+    prediction log (sha256, size, image statistics); blocking, for the decode pool."""
+    images, sizes = decode_uploads(uploads, size, settings)
+    return images, file_facts(uploads, sizes, images)
 
 
 async def classify(request: Request, model: LoadedModel, images: np.ndarray) -> np.ndarray:

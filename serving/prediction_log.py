@@ -23,7 +23,6 @@ import numpy as np
 
 from serving.metrics import LOG_RECORDS_DROPPED, LOG_RECORDS_WRITTEN
 from skin_cancer_contract.data import label_name
-from skin_cancer_contract.imaging import image_size
 from skin_cancer_contract.monitoring import batch_key, channel_statistics, record_day, to_json_lines
 
 log = logging.getLogger(__name__)
@@ -143,25 +142,36 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat()
 
 
-def file_facts(uploads: list[tuple[str, bytes]], max_pixels: int) -> list[dict]:
-    """sha256, width and height of each uploaded file (its header only: the image was decoded already)."""
-    facts = []
-    for _, data in uploads:
-        width, height = image_size(data, max_pixels)
-        facts.append({"sha256": hashlib.sha256(data).hexdigest(), "width": width, "height": height})
-    return facts
+def file_facts(uploads: list[tuple[str, bytes]], sizes: list[tuple[int, int]], images: np.ndarray) -> list[dict]:
+    """sha256, width and height (`sizes`, read from the headers) of each uploaded file, and the
+    statistics of its decoded image; blocking, so run it where the images were decoded."""
+    return [
+        {"sha256": hashlib.sha256(data).hexdigest(), "width": width, "height": height, **statistics}
+        for (_, data), (width, height), statistics in zip(uploads, sizes, _image_statistics(images))
+    ]
 
 
-def pixel_facts(pixels: np.ndarray) -> list[dict]:
-    """sha256 of the raw pixels, width and height of each image of an (N, H, W, 3) uint8 batch."""
+def pixel_facts(pixels: np.ndarray, images: np.ndarray) -> list[dict]:
+    """sha256 of the raw pixels, width and height of each image of an (N, H, W, 3) uint8 batch, and
+    the statistics of its resized image; blocking."""
     _, height, width, _ = pixels.shape
-    return [{"sha256": hashlib.sha256(image.tobytes()).hexdigest(), "width": width, "height": height} for image in pixels]
+    return [
+        {"sha256": hashlib.sha256(image.tobytes()).hexdigest(), "width": width, "height": height, **statistics}
+        for image, statistics in zip(pixels, _image_statistics(images))
+    ]
 
 
-def prediction_records(model, probabilities, images: np.ndarray, facts: list[dict]) -> list[dict]:
-    """One record per image, each with a new prediction id; `images` are the decoded uint8 inputs,
-    as the model receives them (resized), which the image statistics describe."""
+def _image_statistics(images: np.ndarray) -> list[dict]:
+    """Per-channel mean and standard deviation of each decoded uint8 input, as the model receives it (resized)."""
     means, stds = channel_statistics(images)
+    return [
+        {"channel_mean": [round(float(v), 3) for v in mean], "channel_std": [round(float(v), 3) for v in std]}
+        for mean, std in zip(means, stds)
+    ]
+
+
+def prediction_records(model, probabilities, facts: list[dict]) -> list[dict]:
+    """One record per image, each with a new prediction id; `facts` are each image's (file_facts, pixel_facts)."""
     time_now = now_iso()
     return [
         {
@@ -173,10 +183,8 @@ def prediction_records(model, probabilities, images: np.ndarray, facts: list[dic
             "label": label_name(probability, model.threshold),
             "threshold": model.threshold,
             **fact,
-            "channel_mean": [round(float(v), 3) for v in mean],
-            "channel_std": [round(float(v), 3) for v in std],
         }
-        for probability, fact, mean, std in zip(probabilities, facts, means, stds)
+        for probability, fact in zip(probabilities, facts)
     ]
 
 

@@ -72,14 +72,16 @@ async def read_uploads(request: Request, settings: Settings) -> list[tuple[str, 
         await form.close()
 
 
-def decode_uploads(uploads: list[tuple[str, bytes]], size: int, settings: Settings) -> np.ndarray:
-    """The images as one (N, size, size, 3) uint8 batch; blocking (PIL decodes).
+def decode_uploads(uploads: list[tuple[str, bytes]], size: int, settings: Settings) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """The images as one (N, size, size, 3) uint8 batch, and each one's (width, height) as its
+    header gives it; blocking (PIL decodes).
 
     All headers are checked first: one refused image refuses the request before any decode.
     """
-    total = 0
+    total, sizes = 0, []
     for name, data in uploads:
         width, height = _checked(name, lambda: image_size(data, settings.max_image_pixels))
+        sizes.append((width, height))
         total += width * height
         if total > settings.max_request_pixels:
             raise ApiError(
@@ -87,7 +89,7 @@ def decode_uploads(uploads: list[tuple[str, bytes]], size: int, settings: Settin
                 f"file '{name}': the request's images reach {total:,} pixels together, over "
                 f"MAX_REQUEST_PIXELS={settings.max_request_pixels:,}; send fewer or smaller images per request",
             )
-    return np.stack([_checked(name, lambda: decode_image(data, size, settings.max_image_pixels)) for name, data in uploads])
+    return np.stack([_checked(name, lambda: decode_image(data, size, settings.max_image_pixels)) for name, data in uploads]), sizes
 
 
 def _checked(name: str, read):

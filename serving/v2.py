@@ -22,11 +22,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from serving.errors import V2_PREFIX, ApiError
-from serving.inference import classify, decode_off_loop, holder_of, served_model, settings_of
+from serving.inference import classify, decode_files, decode_off_loop, holder_of, served_model, settings_of
 from serving.model import LoadedModel
-from serving.prediction_log import file_facts, pixel_facts, prediction_records
+from serving.prediction_log import pixel_facts, prediction_records
 from serving.settings import Settings
-from serving.uploads import decode_uploads, read_body
+from serving.uploads import read_body
 from skin_cancer_contract.imaging import resize_images
 from skin_cancer_contract.monitoring import PREDICTIONS
 from skin_cancer_contract.registry import REGISTERED_MODEL_NAME
@@ -109,12 +109,11 @@ async def infer(request: Request, name: str, version: str | None = None):
     model = _served(request, name, version)
     settings = settings_of(request)
     body = await read_body(request, settings.max_upload_bytes)
-    inference_request, binary = _parse(body, request.headers.get(HEADER_LENGTH))
-    tensor = _one_input(inference_request, binary)
-    outputs = _requested_outputs(inference_request)
-    images, facts = await decode_off_loop(request, _images, tensor, model.image_size, settings)
+    inference_request, outputs, images, facts = await decode_off_loop(
+        request, _decode, body, request.headers.get(HEADER_LENGTH), model.image_size, settings
+    )
     probabilities = await classify(request, model, images)
-    records = prediction_records(model, probabilities, images, facts)
+    records = prediction_records(model, probabilities, facts)
     request.app.state.prediction_log.submit(PREDICTIONS, records)
     return _answer(inference_request, outputs, model, records)
 
@@ -126,6 +125,16 @@ def _served(request: Request, name: str, version: str | None) -> LoadedModel:
     if version is not None and version != model.version:
         raise ApiError(404, f"version {version} of '{name}' is not served: version {model.version} is")
     return model
+
+
+def _decode(body: bytes, header_length: str | None, size: int, settings: Settings) -> tuple[dict, list[tuple[str, bool]], np.ndarray, list[dict]]:
+    """The inference request, the outputs it asks for, its images as one batch and their facts for
+    the prediction log; blocking (JSON parsing, decoding), for the decode pool."""
+    inference_request, binary = _parse(body, header_length)
+    tensor = _one_input(inference_request, binary)
+    outputs = _requested_outputs(inference_request)
+    images, facts = _images(tensor, size, settings)
+    return inference_request, outputs, images, facts
 
 
 def _parse(body: bytes, header_length: str | None) -> tuple[dict, bytes]:
@@ -179,12 +188,12 @@ def _requested_outputs(inference_request: dict) -> list[tuple[str, bool]]:
 
 def _images(tensor: _Input, size: int, settings: Settings) -> tuple[np.ndarray, list[dict]]:
     """The input as a (N, size, size, 3) uint8 batch, its limits checked before any pixel is touched,
-    and each image's sha256 and size for the prediction log; blocking."""
+    and each image's sha256, size and statistics for the prediction log; blocking."""
     if tensor.name == PIXELS:
         pixels = _pixels(tensor, settings)
-        return resize_images(pixels, size), pixel_facts(pixels)
-    files = _files(tensor, settings)
-    return decode_uploads(files, size, settings), file_facts(files, settings.max_image_pixels)
+        images = resize_images(pixels, size)
+        return images, pixel_facts(pixels, images)
+    return decode_files(_files(tensor, settings), size, settings)
 
 
 def _pixels(tensor: _Input, settings: Settings) -> np.ndarray:

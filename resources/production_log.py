@@ -17,11 +17,6 @@ class ProductionLog(dg.ConfigurableResource):
         """Every record of `kind` (predictions or feedback) written on `day` (YYYY-MM-DD)."""
         return [record for key in self.store.list_keys(partition_prefix(kind, day)) for record in self._read(key)]
 
-    def days(self, kind: str) -> list[str]:
-        """The days that have records of `kind`, oldest first."""
-        keys = self.store.list_keys(f"{kind}/")
-        return sorted({key.split("/")[1].removeprefix("date=") for key in keys if key.count("/") >= 2})
-
     def where(self, kind: str, day: str) -> str:
         return self.store.uri(partition_prefix(kind, day))
 

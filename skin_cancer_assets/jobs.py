@@ -12,7 +12,7 @@ from dagster_mlflow import end_mlflow_on_run_finished
 RUN_KIND = "skin_cancer/kind"
 """Run tag the instance files' run queue limits per kind of run."""
 ELECTION, DEPLOY, MONITORING = "election", "deploy", "monitoring"
-"""The kinds; `monitor_production` (assets/monitoring.py) is tagged MONITORING."""
+"""The kinds of run the instance files limit; `monitor_production` (assets/monitoring.py) is tagged MONITORING."""
 
 train_and_elect = dg.define_asset_job(
     "train_and_elect",

@@ -11,6 +11,7 @@ import dagster as dg
 import numpy as np
 
 from resources.production_log import ProductionLog
+from skin_cancer_assets.jobs import MONITORING, RUN_KIND
 from skin_cancer_assets.production import image_drift, performance, performance_table, prediction_summary, statistics_table
 from skin_cancer_contract.monitoring import FEEDBACK, PREDICTIONS, channel_statistics
 
@@ -48,8 +49,8 @@ def production_performance(
     recall and specificity per model version, with counts and 95 % intervals."""
     day = context.partition_key
     first = date.fromisoformat(day)
-    window = {(first + timedelta(days=offset)).isoformat() for offset in range(FEEDBACK_WINDOW_DAYS + 1)}
-    feedback = [record for d in production_log.days(FEEDBACK) if d in window for record in production_log.records(FEEDBACK, d)]
+    window = [(first + timedelta(days=offset)).isoformat() for offset in range(FEEDBACK_WINDOW_DAYS + 1)]
+    feedback = [record for d in window for record in production_log.records(FEEDBACK, d)]
     figures = performance(production_log.records(PREDICTIONS, day), feedback, config.min_confirmed)
     return dg.MaterializeResult(
         metadata={
@@ -101,6 +102,7 @@ monitor_production = dg.define_asset_job(
     selection=dg.AssetSelection.groups("monitoring"),
     partitions_def=DAILY,
     description="The day's production predictions and, where enough diagnoses were confirmed, how right they were.",
+    tags={RUN_KIND: MONITORING},
 )
 
 

@@ -4,7 +4,7 @@ import dagster as dg
 
 from skin_cancer_assets.assets.champion import ELECTION_POOL
 from skin_cancer_assets.definitions import build_defs, defs
-from skin_cancer_assets.jobs import DEPLOY, ELECTION, RUN_KIND
+from skin_cancer_assets.jobs import DEPLOY, ELECTION, MONITORING, RUN_KIND
 from skin_cancer_assets.model_zoo import ZOO
 from skin_cancer_assets.profiles import PROFILES
 from skin_cancer_assets.training_config import TrainingConfig
@@ -66,6 +66,7 @@ def test_training_job_covers_everything_but_the_deploy():
 def test_each_job_tags_its_runs_with_the_kind_the_run_queue_limits():
     assert defs.resolve_job_def("train_and_elect").tags[RUN_KIND] == ELECTION
     assert defs.resolve_job_def("deploy_champion").tags[RUN_KIND] == DEPLOY
+    assert defs.resolve_job_def("monitor_production").tags[RUN_KIND] == MONITORING
 
 
 def test_the_election_step_is_in_the_election_pool():

@@ -176,4 +176,3 @@ def test_darkened_images_trip_the_drift_check_and_real_ones_do_not(tmp_path, pip
     assert {"channel_mean_r", "channel_mean_g", "channel_mean_b"} <= set(drifted), darkened.description
     tests = darkened.metadata["tests"].value
     assert tests["channel_mean_r"]["production_median"] < 0.6 * tests["channel_mean_r"]["training_median"]
-    assert all(test["p_value"] < 0.01 for name, test in tests.items() if name in drifted)

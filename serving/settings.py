@@ -4,7 +4,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from skin_cancer_contract.api import DEFAULT_MAX_FILES, DEFAULT_MAX_UPLOAD_MB
+from skin_cancer_contract.api import DEFAULT_MAX_FILES, DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_REQUEST_PIXELS, DEFAULT_MAX_UPLOAD_MB
 from skin_cancer_contract.monitoring import DEFAULT_S3_PREFIX, LOCAL_STORAGE_FOLDER
 from skin_cancer_contract.registry import CHAMPION_URI
 
@@ -49,8 +49,8 @@ class Settings:
             admin_token=os.environ.get("SERVING_ADMIN_TOKEN") or None,
             max_upload_bytes=int(_number("MAX_UPLOAD_MB", DEFAULT_MAX_UPLOAD_MB) * 1024 * 1024),
             max_files=max(1, int(_number("MAX_FILES", DEFAULT_MAX_FILES))),
-            max_image_pixels=int(_number("MAX_IMAGE_PIXELS", 40_000_000)),
-            max_request_pixels=int(_number("MAX_REQUEST_PIXELS", 100_000_000)),
+            max_image_pixels=int(_number("MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS)),
+            max_request_pixels=int(_number("MAX_REQUEST_PIXELS", DEFAULT_MAX_REQUEST_PIXELS)),
             max_batch=max(1, int(_number("SERVING_MAX_BATCH", 32))),
             batch_wait_s=_number("SERVING_BATCH_WAIT_MS", 2) / 1000,
             predict_timeout_s=_number("SERVING_PREDICT_TIMEOUT_S", 30),

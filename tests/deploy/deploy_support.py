@@ -97,13 +97,16 @@ def env_example() -> dict[str, str]:
     return values
 
 
+def variables_read_by_code() -> set[str]:
+    """Every environment variable the project's packages read."""
+    return {name for package in PACKAGES for path in (REPO / package).rglob("*.py") for name in ENVIRONMENT_READ.findall(path.read_text())}
+
+
 def documented_variables() -> set[str]:
     """Variables a deployment may set: documented, read by the project's code, or by a tool."""
     names = set(env_example()) | set(THIRD_PARTY_VARIABLES)
     names |= set(re.findall(r"`([A-Z][A-Z0-9_]+)`", ARCHITECTURE.read_text()))
-    for package in PACKAGES:
-        for source in (REPO / package).rglob("*.py"):
-            names |= set(ENVIRONMENT_READ.findall(source.read_text()))
+    names |= variables_read_by_code()
     for script in DEPLOY.rglob("*.sh"):
         names |= set(re.findall(r"\$\{([A-Z][A-Z0-9_]+)", script.read_text()))
     names |= {name for name in _dagster_variables() if name.startswith("DAGSTER_")}

@@ -16,7 +16,6 @@ from datetime import datetime, timezone
 import dagster as dg
 import httpx
 
-from resources.mlflow_tracking import check_tracking_server
 from skin_cancer_contract.api import DEFAULT_SERVING_URL
 from skin_cancer_contract.registry import CHAMPION_ALIAS, CHAMPION_URI, REGISTERED_MODEL_NAME
 
@@ -86,22 +85,51 @@ class ServingTarget(dg.ConfigurableResource, ABC):
         """The version the alias names now; None when there is no champion yet.
 
         Only a missing model or alias means "no champion"; any other registry error is a DeployError.
+        A tracking server is asked once, within PROBE_TIMEOUT_SECONDS (MLflow's client would retry
+        a 5xx for minutes, and a sensor tick must not hang); a database or file store through
+        MLflow's client, which does not retry.
         """
+        where = f"the MLflow registry at {self.mlflow_tracking_uri} (MLFLOW_TRACKING_URI)"
+        if self.mlflow_tracking_uri.startswith(("http://", "https://")):
+            aliases = self._aliases_from_server(where)
+        else:
+            aliases = self._aliases_from_store(where)
+        version = None if aliases is None else aliases.get(CHAMPION_ALIAS)
+        return None if version is None else str(version)
+
+    def _aliases_from_server(self, where: str) -> dict[str, str] | None:
+        """The registered model's aliases through one bounded REST call; None: no such model."""
+        url = f"{self.mlflow_tracking_uri.rstrip('/')}/api/2.0/mlflow/registered-models/get"
+        try:
+            response = httpx.get(url, params={"name": REGISTERED_MODEL_NAME}, timeout=PROBE_TIMEOUT_SECONDS)
+        except httpx.HTTPError as error:
+            raise DeployError(
+                f"MLflow tracking server {self.mlflow_tracking_uri} (MLFLOW_TRACKING_URI) is unreachable: {error}"
+            ) from error
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        if response.status_code == 404 and body.get("error_code") == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        if response.status_code != 200 or "registered_model" not in body:
+            raise DeployError(
+                f"{where} could not say which version {CHAMPION_URI} names: "
+                f"GET {url} answered {response.status_code}: {response.text[:300]}"
+            )
+        return {alias["alias"]: alias["version"] for alias in body["registered_model"].get("aliases", [])}
+
+    def _aliases_from_store(self, where: str) -> dict[str, str] | None:
+        """The registered model's aliases in a database or file store; None: no such model."""
         import mlflow
         from mlflow.exceptions import MlflowException
 
-        where = f"the MLflow registry at {self.mlflow_tracking_uri} (MLFLOW_TRACKING_URI)"
         try:
-            check_tracking_server(self.mlflow_tracking_uri)
-            model = mlflow.MlflowClient(self.mlflow_tracking_uri).get_registered_model(REGISTERED_MODEL_NAME)
+            return mlflow.MlflowClient(self.mlflow_tracking_uri).get_registered_model(REGISTERED_MODEL_NAME).aliases
         except MlflowException as error:
             if error.error_code == "RESOURCE_DOES_NOT_EXIST":
                 return None
             raise DeployError(f"{where} could not say which version {CHAMPION_URI} names: {error}") from error
-        except dg.Failure as error:
-            raise DeployError(str(error.description)) from error
-        version = model.aliases.get(CHAMPION_ALIAS)
-        return None if version is None else str(version)
 
     def served_version(self) -> str | None:
         """The version serving reports at `serving_url` (None: no model loaded); DeployError when unreachable."""
@@ -138,7 +166,11 @@ class ServingTarget(dg.ConfigurableResource, ABC):
         while time.monotonic() < deadline:
             if time.monotonic() - alias_read_at >= ALIAS_RECHECK_SECONDS:
                 alias_read_at = time.monotonic()
-                current = self.champion_version()
+                try:
+                    current = self.champion_version()
+                except DeployError as error:  # one unanswered read: keep waiting for the version asked for
+                    log.warning(f"{error}; still waiting for version {wanted}")
+                    current = None
                 if current is not None and current != wanted:
                     log.info(f"the alias moved from version {wanted} to {current} during the deploy; following it")
                     wanted = current

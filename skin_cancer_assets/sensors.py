@@ -8,10 +8,9 @@ import time
 import dagster as dg
 
 from resources.deploy import DeployError, ServingTarget
+from skin_cancer_assets.election import PROMOTED
 from skin_cancer_assets.jobs import deploy_champion
 
-PROMOTED = "promoted"
-"""The `decision` metadata of a champion materialization that moved the alias."""
 CONVERGENCE_INTERVAL_SECONDS = 15
 """How often serving's version is compared with the alias. A lag seen on two ticks in a row
 deploys (one tick could fall between an election's alias move and its own deploy run), so
@@ -24,6 +23,7 @@ UNFINISHED = [
     dg.DagsterRunStatus.NOT_STARTED,
     dg.DagsterRunStatus.STARTING,
     dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
 ]
 
 
@@ -60,18 +60,23 @@ def redeploy_on_new_champion(context: dg.SensorEvaluationContext, asset_event: d
 def serving_follows_the_alias(context: dg.SensorEvaluationContext, serving_target: ServingTarget):
     """Deploy when serving is reachable and reports a version other than the one the alias names.
 
-    Nothing is requested while a deploy is queued or running. The cursor keeps the lag being
-    watched (which champion, since when, how many deploys it got) and the count of deploys asked
-    for so far, which names the run key: a tick evaluated twice asks once.
+    Nothing is requested while a deploy is queued, running or being canceled. The cursor keeps
+    the lag being watched: which champion, when it was first seen (`since`), how many deploys it
+    got and when the last was asked for (`at`). The run key is made of the lag itself (champion,
+    `since`, attempt), so a tick evaluated twice asks once, and a cleared cursor starts a new lag
+    whose keys Dagster has not seen.
     """
     try:
         served = serving_target.served_version()
     except DeployError as error:
         return dg.SkipReason(f"{error}; the deploy waits until serving answers")
-    champion = serving_target.champion_version()
+    try:
+        champion = serving_target.champion_version()
+    except DeployError as error:
+        return dg.SkipReason(f"{error}; the deploy waits until the registry answers")
     if champion is None:
         return dg.SkipReason("no champion yet")
-    state = {"requested": 0, "champion": None, "attempts": 0, "at": 0.0, **json.loads(context.cursor or "{}")}
+    state = {"champion": None, "since": 0.0, "attempts": 0, "at": 0.0, **json.loads(context.cursor or "{}")}
     if served == champion:
         if state["champion"] is not None:
             context.update_cursor(json.dumps({**state, "champion": None, "attempts": 0}))
@@ -79,14 +84,15 @@ def serving_follows_the_alias(context: dg.SensorEvaluationContext, serving_targe
     if context.instance.get_runs(dg.RunsFilter(job_name=deploy_champion.name, statuses=UNFINISHED), limit=1):
         return dg.SkipReason(f"serving reports version {served}, the champion is {champion}: a deploy is under way")
     if state["champion"] != champion:
-        context.update_cursor(json.dumps({**state, "champion": champion, "attempts": 0, "at": time.time()}))
+        now = time.time()
+        context.update_cursor(json.dumps({"champion": champion, "since": now, "attempts": 0, "at": now}))
         return dg.SkipReason(f"serving reports version {served}, the champion is {champion}: deploying if it still lags next tick")
     wait = BACKOFF_SECONDS[min(state["attempts"], len(BACKOFF_SECONDS) - 1)]
     if time.time() < state["at"] + wait:
         return dg.SkipReason(f"serving still lags after {state['attempts']} deploys of version {champion}; the next in {wait}s")
-    requested = state["requested"] + 1
-    context.update_cursor(json.dumps({"requested": requested, "champion": champion, "attempts": state["attempts"] + 1, "at": time.time()}))
+    attempt = state["attempts"] + 1
+    context.update_cursor(json.dumps({**state, "attempts": attempt, "at": time.time()}))
     return dg.RunRequest(
-        run_key=f"serving-lags-{requested}",
+        run_key=f"serving-lags-v{champion}-since-{state['since']:.3f}-attempt-{attempt}",
         tags={"champion_version": champion, "served_version": str(served)},
     )

@@ -1,6 +1,7 @@
 """Small helpers the suites share: free ports, background services, waiting for HTTP, a Dagster
 webserver and daemon over one instance."""
 
+import json
 import os
 import shutil
 import signal
@@ -156,3 +157,13 @@ def start_dagster(home: Path, logs: Path, env: dict, timeout: float = 300) -> It
         yield processes
     finally:
         processes.stop()
+
+
+def send_json(handler, status: int, body: dict) -> None:
+    """Answer a stand-in server's request (an `http.server.BaseHTTPRequestHandler`) with JSON."""
+    data = json.dumps(body).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)

@@ -22,7 +22,7 @@ from resources.deploy import (
     Rollout,
 )
 from skin_cancer_contract.registry import CHAMPION_ALIAS, REGISTERED_MODEL_NAME
-from tests.helpers import free_port
+from tests.helpers import free_port, send_json
 from tests.serving.serving_support import ADMIN_TOKEN, Serving
 from tests.skin_cancer_assets.pipeline import champion_alias_restored
 from tests.skin_cancer_assets.redeploy_support import register_copy
@@ -97,19 +97,22 @@ def test_the_champion_is_what_the_alias_names_and_none_without_one(tmp_path):
 
 
 class KubernetesApi(BaseHTTPRequestHandler):
-    """Answers the two calls of a rolling restart like an API server whose rollout takes two reads."""
+    """Answers the two calls of a rolling restart like an API server whose rollout takes two reads;
+    keeps every request (method, path) and every patch (content type, body)."""
 
+    requests: list[tuple[str, str]] = []
     patches: list[tuple[str, dict]] = []
-    reads = 0
 
     def do_PATCH(self):
+        KubernetesApi.requests.append(("PATCH", self.path))
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         KubernetesApi.patches.append((self.headers["Content-Type"], body))
-        self._answer(self._deployment(updated=0))
+        send_json(self, 200, self._deployment(updated=0))
 
     def do_GET(self):
-        KubernetesApi.reads += 1
-        self._answer(self._deployment(updated=1 if KubernetesApi.reads == 1 else 2))
+        KubernetesApi.requests.append(("GET", self.path))
+        reads = sum(method == "GET" for method, _ in KubernetesApi.requests)
+        send_json(self, 200, self._deployment(updated=1 if reads == 1 else 2))
 
     def _deployment(self, updated: int) -> dict:
         return {
@@ -120,34 +123,34 @@ class KubernetesApi(BaseHTTPRequestHandler):
             "status": {"observedGeneration": 2, "replicas": 2, "updatedReplicas": updated, "availableReplicas": updated},
         }
 
-    def _answer(self, body: dict) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
     def log_message(self, *args):
         pass
 
 
-def test_the_rolling_restart_patches_the_pod_template_and_waits_for_every_replica(tmp_path):
+@pytest.fixture
+def kubernetes_api() -> str:
+    """The stand-in API server on loopback, with nothing recorded yet; its URL."""
+    KubernetesApi.requests, KubernetesApi.patches = [], []
     server = ThreadingHTTPServer(("127.0.0.1", 0), KubernetesApi)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        api = f"http://127.0.0.1:{server.server_port}"
-        target = KubernetesServingTarget(
-            mlflow_tracking_uri=NOWHERE, kubeconfig=kubeconfig(tmp_path, api), namespace="ml",
-            serving_url="http://skin-cancer-serving:8000",
-        )
-        rollout = target.roll_out()
-    finally:
-        server.shutdown()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_rolling_restart_patches_the_pod_template_and_waits_for_every_replica(tmp_path, kubernetes_api):
+    target = KubernetesServingTarget(
+        mlflow_tracking_uri=NOWHERE, kubeconfig=kubeconfig(tmp_path, kubernetes_api), namespace="ml",
+        serving_url="http://skin-cancer-serving:8000",
+    )
+    rollout = target.roll_out()
+    deployment = "/apis/apps/v1/namespaces/ml/deployments/skin-cancer-serving"
     ((content_type, patch),) = KubernetesApi.patches
     assert content_type == "application/strategic-merge-patch+json"
     assert RESTARTED_AT in patch["spec"]["template"]["metadata"]["annotations"]
-    assert KubernetesApi.reads == 2, "the deploy went on before every replica was updated"
+    reads = [path for method, path in KubernetesApi.requests if method == "GET"]
+    assert len(reads) == 2, "the deploy went on before every replica was updated"
+    assert KubernetesApi.requests == [("PATCH", deployment)] + [("GET", f"{deployment}/status")] * 2
     assert rollout.replica_urls == ["http://skin-cancer-serving:8000"] * 4
     assert "2 replicas" in rollout.action
 

@@ -41,11 +41,8 @@ def serving_client(base_url: str) -> ServingClient:
 
 @st.cache_data(ttl=60, show_spinner=False)
 def serving_limits(base_url: str) -> Limits:
-    """Serving's upload limits, or its defaults while it cannot be asked."""
-    try:
-        return serving_client(base_url).limits()
-    except ServingError:
-        return Limits()
+    """Serving's upload limits; errors are not cached, so a down server is asked again."""
+    return serving_client(base_url).limits()
 
 
 @st.cache_data(ttl=STATUS_TTL_S, show_spinner=False)
@@ -224,7 +221,10 @@ def main() -> None:
     st.set_option("client.toolbarMode", "viewer")
     base_url = os.environ.get("SERVING_URL", DEFAULT_SERVING_URL)
     client = serving_client(base_url)
-    limits = serving_limits(base_url)
+    try:
+        limits = serving_limits(base_url)
+    except ServingError:
+        limits = Limits()  # serving's defaults while it cannot be asked
     st.title("Skin lesion classifier")
     st.warning(DISCLAIMER)
     with st.sidebar:

@@ -58,9 +58,6 @@ class ServingClient:
         self._predict_timeout = predict_timeout
         self._http = httpx.Client(base_url=self.base_url)
 
-    def close(self) -> None:
-        self._http.close()
-
     def _request(self, method: str, path: str, timeout: float, **kwargs) -> httpx.Response:
         try:
             return self._http.request(method, path, timeout=timeout, **kwargs)

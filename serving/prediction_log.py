@@ -53,14 +53,14 @@ class LocalLogStore:
 class S3LogStore:
     """Objects under `s3://bucket/prefix/`; one PUT per file, so each appears complete or not at all."""
 
-    def __init__(self, bucket: str, prefix: str):
+    def __init__(self, bucket: str, prefix: str, region: str | None = None):
         import boto3
         from botocore.config import Config
 
         self.bucket, self.prefix = bucket, prefix.strip("/")
         # Short timeouts and few retries: an unreachable store costs the flusher seconds, not minutes.
         config = Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 2, "mode": "standard"})
-        self.client = boto3.client("s3", region_name=os.environ.get("AWS_REGION") or None, config=config)
+        self.client = boto3.client("s3", region_name=region, config=config)
 
     def put(self, key: str, data: bytes) -> None:
         self.client.put_object(Bucket=self.bucket, Key=f"{self.prefix}/{key}" if self.prefix else key, Body=data)
@@ -190,5 +190,8 @@ def prediction_records(model, probabilities, facts: list[dict]) -> list[dict]:
 
 def prediction_log_for(settings) -> PredictionLog:
     """The log into the bucket when AWS_BUCKET is set, else into the state folder's storage."""
-    store = S3LogStore(settings.log_bucket, settings.log_prefix) if settings.log_bucket else LocalLogStore(settings.log_folder)
+    if settings.log_bucket:
+        store = S3LogStore(settings.log_bucket, settings.log_prefix, settings.log_region)
+    else:
+        store = LocalLogStore(settings.log_folder)
     return PredictionLog(store, settings.log_capacity, settings.log_batch, settings.log_flush_s)

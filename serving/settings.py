@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from skin_cancer_contract.api import DEFAULT_MAX_FILES, DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_REQUEST_PIXELS, DEFAULT_MAX_UPLOAD_MB
-from skin_cancer_contract.monitoring import DEFAULT_S3_PREFIX, LOCAL_STORAGE_FOLDER
+from skin_cancer_contract.monitoring import local_storage_folder, storage_prefix
 from skin_cancer_contract.registry import CHAMPION_URI
 
 
@@ -34,6 +34,8 @@ class Settings:
     log_bucket: str | None
     """AWS_BUCKET: the prediction log goes to this bucket under `log_prefix`; else into `log_folder`."""
     log_prefix: str
+    log_region: str | None
+    """AWS_REGION of the bucket; unset: boto3's own default."""
     log_folder: Path
     log_capacity: int
     """Most records waiting to be written; more are dropped (and counted)."""
@@ -57,8 +59,9 @@ class Settings:
             load_retry_max_s=_number("SERVING_LOAD_RETRY_MAX_S", 30),
             feedback_token=os.environ.get("SERVING_FEEDBACK_TOKEN") or None,
             log_bucket=os.environ.get("AWS_BUCKET") or None,
-            log_prefix=os.environ.get("AWS_PREFIX", DEFAULT_S3_PREFIX),
-            log_folder=Path(os.environ.get("SKIN_CANCER_STATE") or "state").resolve() / LOCAL_STORAGE_FOLDER,
+            log_prefix=storage_prefix(os.environ),
+            log_region=os.environ.get("AWS_REGION") or None,
+            log_folder=local_storage_folder(os.environ),
             log_capacity=max(1, int(_number("PREDICTION_LOG_CAPACITY", 10_000))),
             log_batch=max(1, int(_number("PREDICTION_LOG_BATCH", 500))),
             log_flush_s=_number("PREDICTION_LOG_FLUSH_S", 5),

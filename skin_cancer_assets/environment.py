@@ -19,7 +19,7 @@ from resources.production_log import ProductionLog
 from resources.storage import ArtifactIOManager, ArtifactStore, LocalArtifactStore, S3ArtifactStore
 from skin_cancer_assets.profiles import Profile, profile_named
 from skin_cancer_contract.api import DEFAULT_SERVING_URL
-from skin_cancer_contract.monitoring import DEFAULT_S3_PREFIX, LOCAL_STORAGE_FOLDER
+from skin_cancer_contract.monitoring import local_storage_folder, state_folder, storage_prefix
 from skin_cancer_contract.registry import DEFAULT_EXPERIMENT
 
 LOCAL_MLFLOW_UI = "http://127.0.0.1:5000"
@@ -33,7 +33,7 @@ def profile_from_env() -> Profile:
 
 def state_dir() -> Path:
     """Local state (storage, MLflow store, Dagster home) of the embedded defaults: SKIN_CANCER_STATE or ./state."""
-    return Path(os.environ.get("SKIN_CANCER_STATE") or Path.cwd() / "state").resolve()
+    return state_folder(os.environ)
 
 
 def default_data_folder() -> Path:
@@ -95,8 +95,8 @@ def s3_resource() -> S3Resource:
 
 def artifact_store() -> ArtifactStore:
     if os.environ.get("AWS_BUCKET"):
-        return S3ArtifactStore(s3=s3_resource(), bucket=dg.EnvVar("AWS_BUCKET"), prefix=os.environ.get("AWS_PREFIX", DEFAULT_S3_PREFIX))
-    return LocalArtifactStore(base_dir=str(state_dir() / LOCAL_STORAGE_FOLDER))
+        return S3ArtifactStore(s3=s3_resource(), bucket=dg.EnvVar("AWS_BUCKET"), prefix=storage_prefix(os.environ))
+    return LocalArtifactStore(base_dir=str(local_storage_folder(os.environ)))
 
 
 def image_source() -> RawImageSource:

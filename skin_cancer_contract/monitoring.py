@@ -7,19 +7,39 @@ state folder's `storage/` on disk, or the bucket AWS_BUCKET under AWS_PREFIX, be
 
 import json
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
+from pathlib import Path
 
 import numpy as np
 
 from skin_cancer_contract.data import CLASSES
 
 PREDICTIONS, FEEDBACK = "predictions", "feedback"
+DEFAULT_STATE_FOLDER = "state"
+"""SKIN_CANCER_STATE when unset, relative to the working directory."""
 LOCAL_STORAGE_FOLDER = "storage"
 """The storage folder inside SKIN_CANCER_STATE."""
 DEFAULT_S3_PREFIX = "dagster"
 """AWS_PREFIX when unset."""
 DIAGNOSES = CLASSES
 """What a confirmed diagnosis may be."""
+
+
+def state_folder(environ: Mapping[str, str]) -> Path:
+    """The local state folder (storage, MLflow store, Dagster home of the embedded defaults):
+    SKIN_CANCER_STATE of `environ`, else ./state, as an absolute path."""
+    return Path(environ.get("SKIN_CANCER_STATE") or DEFAULT_STATE_FOLDER).resolve()
+
+
+def local_storage_folder(environ: Mapping[str, str]) -> Path:
+    """Where the assets and serving's log are stored without AWS_BUCKET: the state folder's `storage/`."""
+    return state_folder(environ) / LOCAL_STORAGE_FOLDER
+
+
+def storage_prefix(environ: Mapping[str, str]) -> str:
+    """Where in the bucket AWS_BUCKET the assets and serving's log are stored: AWS_PREFIX of `environ`."""
+    return environ.get("AWS_PREFIX", DEFAULT_S3_PREFIX)
 
 
 def partition_prefix(kind: str, day: str) -> str:

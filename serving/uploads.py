@@ -119,11 +119,14 @@ async def limited_body(request: Request, max_bytes: int) -> AsyncIterator[bytes]
 
 
 async def read_body(request: Request, max_bytes: int) -> bytes:
-    """The whole request body, or a 413 once it grows past `max_bytes`."""
-    try:
-        return b"".join([chunk async for chunk in limited_body(request, max_bytes)])
-    except _TooLarge:
-        raise ApiError(413, too_large(None, max_bytes)) from None
+    """The whole request body, or a 413 once it grows past `max_bytes` (no file names to look for)."""
+    chunks, total = [], 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > max_bytes:
+            raise ApiError(413, too_large(None, max_bytes))
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def too_large(filename: str | None, max_bytes: int) -> str:

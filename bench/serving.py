@@ -10,9 +10,8 @@ prints a table with the ratios to the targets of issues 4 and 13:
   `mlflow models serve`; the Open Inference Protocol's infer (the same JPEG as a BYTES tensor
   in the binary extension) p50 at one client <= 1.2x /predict's.
 It also measures the reload latency (POST /admin/reload to the new version answering),
-serving's share of a redeploy. The full redeploy latency (champion materialization ->
-sensor -> deploy job -> new version answering) needs the Dagster daemon and is not
-measured here; `reload_latency` is the hook to time from a materialization instead.
+serving's share of a redeploy; bench/redeploy.py measures the full redeploy (champion
+materialization -> sensor -> deploy job -> every request answered by the new version).
 """
 
 import argparse
@@ -33,7 +32,8 @@ import httpx
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from tests.helpers import VENV_BIN, Service, free_port, wait_for_http  # noqa: E402
+from tests.helpers import VENV_BIN, Service, copy_version, free_port, start_mlflow_server, wait_for_http  # noqa: E402
+from tests.serving.serving_support import v2_files_request  # noqa: E402
 
 from skin_cancer_contract.imaging import decode_image  # noqa: E402
 from skin_cancer_contract.registry import CHAMPION_ALIAS, CHAMPION_URI, REGISTERED_MODEL_NAME  # noqa: E402
@@ -183,15 +183,7 @@ def throwaway_model(work: Path) -> tuple[Service, str, str]:
     from skin_cancer_assets.model_zoo import ZOO, build_model
     from skin_cancer_assets.training_config import TrainingConfig
 
-    port = free_port()
-    server = Service(
-        [str(VENV_BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{work / 'mlflow.db'}", "--artifacts-destination", str(work / "artifacts")],
-        log_path=work / "mlflow-server.log",
-        cwd=work,
-    )
-    tracking_uri = f"http://127.0.0.1:{port}"
-    wait_for_http(f"{tracking_uri}/health", timeout=240, process=server.process)
+    server, tracking_uri = start_mlflow_server(work)
     mlflow.set_tracking_uri(tracking_uri)
     spec = next(spec for spec in ZOO if spec.name == "basic_cnn")
     network = build_model(spec, TrainingConfig(), 224)
@@ -223,8 +215,7 @@ def reload_latency(url: str, tracking_uri: str, model_uri: str, jpeg: bytes) -> 
     name, alias = model_uri.removeprefix("models:/").split("@")
     client = MlflowClient(tracking_uri)
     current = client.get_model_version_by_alias(name, alias)
-    model_id = current.source.removeprefix("models:/") if current.source.startswith("models:/") else None
-    new = client.create_model_version(name, current.source, current.run_id, tags=current.tags, model_id=model_id)
+    new = copy_version(client, current)
     client.set_registered_model_alias(name, alias, new.version)
     try:
         started = time.perf_counter()
@@ -235,15 +226,6 @@ def reload_latency(url: str, tracking_uri: str, model_uri: str, jpeg: bytes) -> 
         return time.perf_counter() - started, str(current.version), str(new.version)
     finally:
         client.set_registered_model_alias(name, alias, current.version)
-
-
-def v2_request(jpeg: bytes) -> tuple[bytes, dict]:
-    """A V2 infer body with the JPEG as a one-element BYTES tensor in Triton's binary extension."""
-    raw = len(jpeg).to_bytes(4, "little") + jpeg
-    header = json.dumps(
-        {"inputs": [{"name": "image_files", "datatype": "BYTES", "shape": [1], "parameters": {"binary_data_size": len(raw)}}]}
-    ).encode()
-    return header + raw, {"Inference-Header-Content-Length": str(len(header)), "Content-Type": "application/octet-stream"}
 
 
 def print_table(rows: list[Result], in_process: list[Result], mlflow_serve: list[Result], reload: tuple | None) -> None:
@@ -268,7 +250,7 @@ def print_table(rows: list[Result], in_process: list[Result], mlflow_serve: list
     if reload:
         seconds, old, new = reload
         print(f"  reload latency (POST /admin/reload -> version {new} answers, was {old}): {seconds:.1f} s "
-              "(serving's share of the 15 s redeploy target; the sensor's share is not measured here)")
+              "(serving's share of the 15 s redeploy target; bench/redeploy.py times the whole redeploy)")
 
 
 def main() -> None:
@@ -308,7 +290,7 @@ def main() -> None:
         files = {"file": ("lesion.jpg", jpeg, "image/jpeg")}
         ours = bench_http("serving (this app)", url, lambda c: c.post("/predict", files=files), budget)
         infer_path = f"/v2/models/{REGISTERED_MODEL_NAME}/infer"
-        v2_body, v2_headers = v2_request(jpeg)
+        v2_body, v2_headers = v2_files_request([jpeg])
         ours += bench_http("serving V2 infer", url, lambda c: c.post(infer_path, content=v2_body, headers=v2_headers), budget)
         reload = reload_latency(url, tracking_uri, model_uri, jpeg) if aliased else None
         serving.stop()

@@ -78,21 +78,9 @@ def pipeline_env(tmp_path, mlflow_server, monkeypatch) -> dict:
 @pytest.fixture(scope="session")
 def smoke_champion(mlflow_server, tmp_path_factory) -> dict:
     """The real smoke graph materialized into `mlflow_server`; the alias `champion` is set."""
-    from tests.skin_cancer_assets.pipeline import materialize_graph
+    from tests.skin_cancer_assets.pipeline import train_smoke_champion
 
-    state = tmp_path_factory.mktemp("smoke-champion")
-    env = {"SKIN_CANCER_STATE": str(state), "MLFLOW_TRACKING_URI": mlflow_server, "MLFLOW_EXPERIMENT_NAME": "smoke"}
-    saved = {name: os.environ.get(name) for name in env}
-    os.environ.update(env)
-    try:
-        result = materialize_graph(state / "dagster")
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-    champion = result.output_for_node("champion_model")
+    champion = train_smoke_champion(tmp_path_factory.mktemp("smoke-champion"), mlflow_server)
     return {
         "tracking_uri": mlflow_server,
         "model_name": champion["name"],

@@ -1,5 +1,5 @@
-"""Small helpers the suites share: free ports, background services, waiting for HTTP, a Dagster
-webserver and daemon over one instance."""
+"""Small helpers the suites share: free ports, background services, waiting for HTTP, an MLflow
+server and copies of its registered versions, a Dagster webserver and daemon over one instance."""
 
 import json
 import os
@@ -103,6 +103,24 @@ def start_mlflow_server(root: Path) -> tuple["Service", str]:
     return service, uri
 
 
+def copy_version(client, version, name: str | None = None, tags: dict[str, str] | None = None):
+    """A new registered version holding the same model as `version` (an MLflow ModelVersion): a
+    stand-in for a retrained one, under `name` (default: the same registered model), with
+    `version`'s tags updated by `tags`. Returns the new ModelVersion.
+
+    A version made by log_model points at its logged model (`models:/m-...`), which the copy must
+    name too; a folder or `runs:/` source has none.
+    """
+    logged_model = version.source.removeprefix("models:/") if version.source.startswith("models:/m-") else None
+    return client.create_model_version(
+        name or version.name,
+        source=version.source,
+        run_id=version.run_id,
+        tags={**version.tags, **(tags or {})},
+        model_id=version.model_id or logged_model,
+    )
+
+
 def create_instance_storage(home: Path) -> None:
     """Create the instance's storage (its SQLite schemas) once, from this process.
 
@@ -117,10 +135,10 @@ def create_instance_storage(home: Path) -> None:
 
 class DagsterProcesses:
     """A `dagster-daemon` and a `dagster-webserver` over the instance in `home` (the repository's
-    dagster.yaml unless `home` has one), serving `workspace`, logs in `logs`."""
+    dagster.yaml unless `home` has one), serving the repository's workspace.yaml, logs in `logs`."""
 
-    def __init__(self, home: Path, logs: Path, env: dict, workspace: Path = REPO / "workspace.yaml"):
-        self.home, self.logs, self.workspace = home, logs, str(workspace)
+    def __init__(self, home: Path, logs: Path, env: dict):
+        self.home, self.logs, self.workspace = home, logs, str(REPO / "workspace.yaml")
         self.env = {**env, "DAGSTER_HOME": str(home)}
         home.mkdir(parents=True, exist_ok=True)
         if not (home / "dagster.yaml").exists():
@@ -167,3 +185,18 @@ def send_json(handler, status: int, body: dict) -> None:
     handler.send_header("Content-Length", str(len(data)))
     handler.end_headers()
     handler.wfile.write(data)
+
+
+@contextmanager
+def environment(variables: dict[str, str]) -> Iterator[None]:
+    """`variables` set in this process's environment; what was there before is put back afterwards."""
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

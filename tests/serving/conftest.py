@@ -7,6 +7,7 @@ import httpx
 import pytest
 from mlflow import MlflowClient
 from PIL import Image
+from tests.helpers import copy_version
 from tests.serving.serving_support import ADMIN_TOKEN, DATASET, MAX_UPLOAD_MB, Serving
 
 
@@ -74,12 +75,6 @@ def new_champion(smoke_champion, restores_serving):
     client = MlflowClient(smoke_champion["tracking_uri"])
     name = smoke_champion["model_name"]
     original = client.get_model_version_by_alias(name, "champion")
-    created = client.create_model_version(
-        name,
-        source=original.source,
-        run_id=original.run_id,
-        tags={**original.tags, "threshold": "0.0"},
-        model_id=original.source.removeprefix("models:/") if original.source.startswith("models:/") else None,
-    )
+    created = copy_version(client, original, tags={"threshold": "0.0"})
     client.set_registered_model_alias(name, "champion", created.version)
     return {"version": str(created.version), "previous_version": str(original.version), "threshold": 0.0}

@@ -1,6 +1,7 @@
-"""What the serving tests share: a real uvicorn process, test settings, image encoding, metrics."""
+"""What the serving tests share: a real uvicorn process, test settings, image encoding, V2 requests, metrics."""
 
 import io
+import json
 import os
 import struct
 import sys
@@ -84,6 +85,16 @@ def blank_png(width: int, height: int) -> bytes:
     pixels += compressor.compress(row * (height % 1000)) + compressor.flush()
     header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1 bit, greyscale
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+
+
+def v2_files_request(files: list[bytes]) -> tuple[bytes, dict[str, str]]:
+    """The body and headers of a V2 infer request with `files` as the BYTES tensor `image_files` in
+    Triton's binary data extension (each element a 4-byte little-endian length and the bytes)."""
+    raw = b"".join(struct.pack("<I", len(data)) + data for data in files)
+    header = json.dumps(
+        {"inputs": [{"name": "image_files", "datatype": "BYTES", "shape": [len(files)], "parameters": {"binary_data_size": len(raw)}}]}
+    ).encode()
+    return header + raw, {"Inference-Header-Content-Length": str(len(header)), "Content-Type": "application/octet-stream"}
 
 
 def metric_samples(client: httpx.Client) -> dict[tuple[str, tuple], float]:

@@ -50,7 +50,7 @@ def test_a_large_request_is_split_into_calls_of_at_most_max_batch(slow_serving, 
     assert metric_delta(before, after, "serving_batch_size_bucket", le="4.0") == 3
 
 
-def test_concurrent_requests_share_calls_but_never_exceed_max_batch(slow_serving, lesion):
+def test_concurrent_requests_are_all_answered_in_calls_of_at_most_max_batch(slow_serving, lesion):
     png = encode(lesion, "PNG")
     answers: list[int] = []
 

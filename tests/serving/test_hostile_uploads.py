@@ -5,13 +5,11 @@ The files are small and real: PNG decompression bombs (valid PNGs of 48 to 200 m
 few KB), other image formats, EPS, and more files or pixels than one request may carry.
 """
 
-import json
-import struct
 import time
 
 import httpx
 import pytest
-from tests.serving.serving_support import blank_png, encode
+from tests.serving.serving_support import blank_png, encode, v2_files_request
 
 EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nnewpath 0 0 moveto 10 10 lineto stroke\nshowpage\n"
 INFER = "/v2/models/skin-cancer-classifier/infer"
@@ -60,15 +58,8 @@ def post_predict(client: httpx.Client, files: list[tuple[str, bytes]]) -> httpx.
 
 def post_v2_files(client: httpx.Client, files: list[tuple[str, bytes]]) -> httpx.Response:
     """A V2 infer request with the files as a BYTES tensor in Triton's binary data extension."""
-    raw = b"".join(struct.pack("<I", len(data)) + data for _, data in files)
-    header = json.dumps(
-        {"inputs": [{"name": "image_files", "datatype": "BYTES", "shape": [len(files)], "parameters": {"binary_data_size": len(raw)}}]}
-    ).encode()
-    return client.post(
-        INFER,
-        content=header + raw,
-        headers={"Inference-Header-Content-Length": str(len(header)), "Content-Type": "application/octet-stream"},
-    )
+    body, headers = v2_files_request([data for _, data in files])
+    return client.post(INFER, content=body, headers=headers)
 
 
 def _timed(send, client, files) -> tuple[httpx.Response, float]:

@@ -6,6 +6,7 @@ import uuid
 import httpx
 import mlflow
 from mlflow import MlflowClient
+from tests.helpers import copy_version
 from tests.serving.serving_support import ADMIN_TOKEN, Serving
 
 
@@ -91,10 +92,7 @@ def test_a_server_started_before_any_champion_becomes_ready_by_itself(smoke_cham
         registry = MlflowClient(smoke_champion["tracking_uri"])
         champion = registry.get_model_version(smoke_champion["model_name"], smoke_champion["version"])
         registry.create_registered_model(name)
-        model_id = champion.source.removeprefix("models:/") if champion.source.startswith("models:/") else None
-        created = registry.create_model_version(
-            name, source=champion.source, run_id=champion.run_id, tags=champion.tags, model_id=model_id
-        )
+        created = copy_version(registry, champion, name)
         registry.set_registered_model_alias(name, "champion", created.version)
 
         serving.wait_until(lambda c: c.get("/ready").status_code == 200, "became ready once a champion existed", timeout=60)

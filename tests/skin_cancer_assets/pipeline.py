@@ -17,6 +17,7 @@ from skin_cancer_assets.model_zoo import ZOO
 from skin_cancer_contract.evaluation import METRICS, split_digest
 from skin_cancer_contract.registry import CHAMPION_ALIAS, REGISTERED_MODEL_NAME
 from resources.storage import ArtifactIOManager
+from tests.helpers import environment
 from tests.resources.test_storage import store_value
 
 TRAIN_AND_ELECT = dg.AssetSelection.groups("data", "training", "selection")
@@ -32,6 +33,16 @@ def materialize_graph(dagster_home: Path, selection=TRAIN_AND_ELECT, instance=No
         return dg.materialize(assets, selection=selection, resources=build_resources(profile_from_env()), instance=instance, **kwargs)
     finally:  # in-process runs have no end-of-run hook: close the MLflow run the resource opened
         mlflow.end_run()
+
+
+def train_smoke_champion(state: Path, tracking_uri: str) -> dict:
+    """The real smoke graph materialized in this process into `tracking_uri` (experiment `smoke`),
+    its storage and instance under `state`; sets the alias `champion`. The process's environment
+    is put back afterwards. Returns the champion's record."""
+    env = {"SKIN_CANCER_STATE": str(state), "MLFLOW_TRACKING_URI": tracking_uri, "MLFLOW_EXPERIMENT_NAME": "smoke"}
+    with environment(env):
+        result = materialize_graph(state / "dagster")
+    return result.output_for_node("champion_model")
 
 
 def validation_split_of(arrays) -> dict:

@@ -35,19 +35,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import dagster as dg  # noqa: E402
 import httpx  # noqa: E402
-import mlflow  # noqa: E402
 
-from skin_cancer_contract.registry import CHAMPION_ALIAS, REGISTERED_MODEL_NAME  # noqa: E402
-from tests.helpers import free_port, start_dagster, start_mlflow_server  # noqa: E402
-from tests.serving.serving_support import ADMIN_TOKEN, Serving  # noqa: E402
+from tests.helpers import start_mlflow_server  # noqa: E402
+from tests.skin_cancer_assets.pipeline import champion_version, train_smoke_champion  # noqa: E402
 from tests.skin_cancer_assets.redeploy_support import (  # noqa: E402
     ASSET_SENSOR,
-    CONVERGENCE_SENSOR,
+    Platform,
     PostingClients,
+    bring_up,
     deploy_runs,
     promote,
     register_copy,
-    ticks,
     wait_for,
     wait_for_run,
 )
@@ -56,23 +54,16 @@ PHASES = ["sensor pick-up", "queue", "run start", "step start", "roll-out", "mod
 TARGET_SECONDS = 15.0
 
 
-def smoke_champion(root: Path, tracking_uri: str) -> None:
-    """The smoke graph on a small real subset, in this process: a real champion under the alias."""
-    from tests.skin_cancer_assets.pipeline import materialize_graph
-
-    os.environ.update({"SKIN_CANCER_STATE": str(root / "smoke"), "MLFLOW_TRACKING_URI": tracking_uri, "MLFLOW_EXPERIMENT_NAME": "smoke"})
-    materialize_graph(root / "smoke" / "dagster")
-
-
 def event_time(instance: dg.DagsterInstance, run_id: str, event_type: dg.DagsterEventType, step: str | None = None) -> float:
     events = [e for e in instance.all_logs(run_id, of_type=event_type) if step is None or e.step_key == step]
     return events[0].timestamp
 
 
-def redeploy(instance: dg.DagsterInstance, client: mlflow.MlflowClient, serving: Serving) -> dict:
+def redeploy(platform: Platform) -> dict:
     """One promotion under 8 posting clients; the phases in seconds, the total and the failures."""
+    instance, client, serving = platform.instance, platform.client, platform.serving
     before = {run.run_id for run in deploy_runs(instance)}
-    version = register_copy(client, str(client.get_model_version_by_alias(REGISTERED_MODEL_NAME, CHAMPION_ALIAS).version))
+    version = register_copy(client, champion_version(client))
     with PostingClients(serving.url, count=8) as clients:
         time.sleep(2)  # traffic before the promotion
         materialized = promote(instance, client, version)
@@ -116,36 +107,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--redeploys", type=int, default=3)
     args = parser.parse_args()
+    began = time.monotonic()
     print(f"load average at start: {' '.join(f'{load:.2f}' for load in os.getloadavg())} on {os.cpu_count()} cores")
     with tempfile.TemporaryDirectory(prefix="bench-redeploy-") as folder:
         root = Path(folder)
         (root / "mlflow").mkdir()
         mlflow_server, tracking_uri = start_mlflow_server(root / "mlflow")
-        serving = None
         try:
-            began = time.monotonic()
-            smoke_champion(root, tracking_uri)
-            print(f"smoke champion trained and elected in {time.monotonic() - began:.0f}s")
-            port = free_port()
-            serving_env = {"MLFLOW_TRACKING_URI": tracking_uri, "SERVING_ADMIN_TOKEN": ADMIN_TOKEN}
-            serving = Serving(root / "serving", serving_env, port=port)
-            serving.wait_until(lambda http: http.get("/ready").status_code == 200, "became ready")
-            env = {
-                "SKIN_CANCER_STATE": str(root / "state"),
-                "MLFLOW_TRACKING_URI": tracking_uri,
-                "SERVING_URL": serving.url,
-                "SERVING_ADMIN_TOKEN": ADMIN_TOKEN,
-            }
-            with start_dagster(root / "dagster_home", root, env) as dagster, dg.DagsterInstance.from_config(str(dagster.home)) as instance:
-                wait_for(lambda: ticks(instance, ASSET_SENSOR) and ticks(instance, CONVERGENCE_SENSOR), "both sensors ticked", 300)
-                client = mlflow.MlflowClient(tracking_uri)
-                results = [redeploy(instance, client, serving) for _ in range(args.redeploys)]
+            training = time.monotonic()
+            train_smoke_champion(root / "smoke", tracking_uri)
+            print(f"smoke champion trained and elected in {time.monotonic() - training:.0f}s")
+            with bring_up(root, tracking_uri) as platform:
+                results = [redeploy(platform) for _ in range(args.redeploys)]
         finally:
-            if serving is not None:
-                serving.stop()
             mlflow_server.stop()
     print(f"load average at end: {' '.join(f'{load:.2f}' for load in os.getloadavg())}")
     print_table(results)
+    print(f"wall time: {time.monotonic() - began:.0f}s in all (mlflow server, smoke champion, platform, {args.redeploys} redeploys)")
 
 
 if __name__ == "__main__":

@@ -23,9 +23,9 @@ from resources.deploy import (
 )
 from skin_cancer_contract.registry import CHAMPION_ALIAS, REGISTERED_MODEL_NAME
 from tests.helpers import free_port, send_json
-from tests.serving.serving_support import ADMIN_TOKEN, Serving
-from tests.skin_cancer_assets.pipeline import champion_alias_restored
-from tests.skin_cancer_assets.redeploy_support import register_copy
+from tests.serving.serving_support import ADMIN_TOKEN
+from tests.skin_cancer_assets.pipeline import champion_alias_restored, champion_version
+from tests.skin_cancer_assets.redeploy_support import register_copy, start_ready_serving
 
 LOG = logging.getLogger("test_deploy")
 NOWHERE = "http://127.0.0.1:9"  # the discard port: nothing answers there
@@ -159,18 +159,14 @@ def test_the_rolling_restart_patches_the_pod_template_and_waits_for_every_replic
 def versions(smoke_champion):
     """Two more registered versions of the smoke champion's model; the alias is put back afterwards."""
     client = mlflow.MlflowClient(smoke_champion["tracking_uri"])
-    original = str(client.get_model_version_by_alias(REGISTERED_MODEL_NAME, CHAMPION_ALIAS).version)
+    original = champion_version(client)
     with champion_alias_restored(client):
         yield client, original, [register_copy(client, original) for _ in range(2)]
 
 
 @pytest.fixture
 def serving(smoke_champion, tmp_path):
-    server = Serving(
-        tmp_path,
-        {"MLFLOW_TRACKING_URI": smoke_champion["tracking_uri"], "SERVING_ADMIN_TOKEN": ADMIN_TOKEN},
-    )
-    server.wait_until(lambda http: http.get("/ready").status_code == 200, "became ready")
+    server = start_ready_serving(tmp_path, smoke_champion["tracking_uri"])
     yield server
     server.stop()
 

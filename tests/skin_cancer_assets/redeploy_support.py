@@ -1,29 +1,106 @@
-"""What the redeploy test and bench/redeploy.py share: clients posting real images throughout,
-a promotion as the sensors see it, and the sensors' ticks and the deploy runs of an instance."""
+"""What the redeploy test and bench/redeploy.py share: the platform (serving, a Dagster webserver
+and daemon with both sensors on) and its bring-up, clients posting real images throughout, a
+promotion as the sensors see it, and the sensors' ticks and the deploy runs of an instance."""
 
 import itertools
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import dagster as dg
 import httpx
 import mlflow
 
+from skin_cancer_assets.election import PROMOTED
+from skin_cancer_assets.jobs import deploy_champion
+from skin_cancer_assets.sensors import redeploy_on_new_champion, serving_follows_the_alias
 from skin_cancer_contract.api import UPLOAD_FIELD
 from skin_cancer_contract.registry import CHAMPION_ALIAS, REGISTERED_MODEL_NAME
-from tests.serving.serving_support import DATASET
+from tests.helpers import DagsterProcesses, copy_version, environment, free_port, start_dagster
+from tests.serving.serving_support import ADMIN_TOKEN, DATASET, Serving
 
-DEPLOY_JOB = "deploy_champion"
-ASSET_SENSOR = "redeploy_on_new_champion"
-CONVERGENCE_SENSOR = "serving_follows_the_alias"
-FINISHED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
+DEPLOY_JOB = deploy_champion.name
+ASSET_SENSOR = redeploy_on_new_champion.name
+CONVERGENCE_SENSOR = serving_follows_the_alias.name
+
+
+def start_ready_serving(work: Path, tracking_uri: str, port: int | None = None) -> Serving:
+    """Serving loading the champion from `tracking_uri` (admin token: the tests'), once `/ready` answers."""
+    serving = Serving(work, {"MLFLOW_TRACKING_URI": tracking_uri, "SERVING_ADMIN_TOKEN": ADMIN_TOKEN}, port=port)
+    try:
+        serving.wait_until(lambda http: http.get("/ready").status_code == 200, "became ready")
+    except AssertionError:
+        serving.stop()
+        raise
+    return serving
+
+
+class Platform:
+    """Serving on a fixed port (so it can be stopped and started again at the same URL), a Dagster
+    webserver and daemon that deploy to it, and the environment both run with (set in this
+    process too while the platform is up: in-process materializations use the same storage)."""
+
+    def __init__(self, root: Path, tracking_uri: str):
+        self.root, self.tracking_uri = root, tracking_uri
+        self.client = mlflow.MlflowClient(tracking_uri)
+        self.serving_port, self.starts = free_port(), 0
+        self.env = {
+            "SKIN_CANCER_STATE": str(root / "state"),
+            "MLFLOW_TRACKING_URI": tracking_uri,
+            "MLFLOW_EXPERIMENT_NAME": "redeploy",
+            "SERVING_URL": f"http://127.0.0.1:{self.serving_port}",
+            "SERVING_ADMIN_TOKEN": ADMIN_TOKEN,
+        }
+        self.serving: Serving | None = None
+        self.dagster: DagsterProcesses | None = None
+        self.instance: dg.DagsterInstance | None = None
+        self.validation_digest: str | None = None
+        """The digest of the platform's validation split, once a test materialized the data group."""
+        self.model_folder: str | None = None
+        """A downloaded copy of the champion's model, for registering candidates."""
+
+    def start_serving(self) -> Serving:
+        self.starts += 1
+        self.serving = start_ready_serving(self.root / f"serving-{self.starts}", self.tracking_uri, self.serving_port)
+        return self.serving
+
+    def served_version(self) -> str | None:
+        return self.serving.wait_until(lambda http: http.get("/model").json().get("version") or None, "answered /model")
+
+    def logs(self) -> str:
+        return f"daemon log:\n{self.dagster.daemon.log_tail()}\nserving log:\n{self.serving.service.log_tail()}"
+
+
+@contextmanager
+def bring_up(root: Path, tracking_uri: str, before_serving: Callable[[Platform], None] = lambda platform: None) -> Iterator[Platform]:
+    """The platform over a fresh instance (the repository's dagster.yaml and workspace), yielded
+    once serving is ready and both sensors have ticked; `before_serving` runs first, in the
+    platform's environment (to set up the champion serving starts on)."""
+    platform = Platform(root, tracking_uri)
+    with environment(platform.env):
+        before_serving(platform)
+        platform.start_serving()
+        try:
+            with (
+                start_dagster(root / "dagster_home", root, platform.env) as platform.dagster,
+                dg.DagsterInstance.from_config(str(platform.dagster.home)) as platform.instance,
+            ):
+                instance = platform.instance
+                wait_for(
+                    lambda: ticks(instance, ASSET_SENSOR) and ticks(instance, CONVERGENCE_SENSOR),
+                    "both sensors ticked", 300, platform.logs,
+                )
+                yield platform
+        finally:
+            platform.serving.stop()
 
 
 @dataclass(frozen=True)
 class Answer:
     started: float
-    ended: float
     status: int | None
     """HTTP status; None when the request got no answer."""
     version: str | None
@@ -32,7 +109,7 @@ class Answer:
 
 class PostingClients:
     """`count` threads, each posting one real image after another to serving's `/predict` until
-    stopped; every answer is kept with its wall-clock start and end."""
+    stopped; every answer is kept with its wall-clock start."""
 
     def __init__(self, url: str, count: int = 8):
         images = sorted((DATASET / "test" / "benign").glob("*.jpg"))[:count] + sorted((DATASET / "test" / "malignant").glob("*.jpg"))[:count]
@@ -61,9 +138,9 @@ class PostingClients:
                     response = http.post("/predict", files={UPLOAD_FIELD: (name, data, "image/jpeg")})
                     body = response.json()
                     version = body["model"]["version"] if response.status_code == 200 else None
-                    answer = Answer(started, time.time(), response.status_code, version, None if version else str(body)[:300])
+                    answer = Answer(started, response.status_code, version, None if version else str(body)[:300])
                 except (httpx.HTTPError, ValueError) as error:
-                    answer = Answer(started, time.time(), None, None, f"{type(error).__name__}: {error}")
+                    answer = Answer(started, None, None, f"{type(error).__name__}: {error}")
                 self.answers[number].append(answer)
 
     @property
@@ -83,22 +160,15 @@ class PostingClients:
 
 def register_copy(client: mlflow.MlflowClient, version: str) -> str:
     """A new registered version holding the same model as `version` (a stand-in for a retrained one)."""
-    source = client.get_model_version(REGISTERED_MODEL_NAME, version)
-    # A version made by log_model points at its logged model (`models:/m-...`), which the copy must name too.
-    logged_model = source.source.removeprefix("models:/") if source.source.startswith("models:/m-") else None
-    created = client.create_model_version(
-        REGISTERED_MODEL_NAME, source=source.source, run_id=source.run_id, tags=source.tags,
-        model_id=source.model_id or logged_model,
-    )
-    return str(created.version)
+    return str(copy_version(client, client.get_model_version(REGISTERED_MODEL_NAME, version)).version)
 
 
 def promote(instance: dg.DagsterInstance, client: mlflow.MlflowClient, version: str) -> float:
     """Move the alias to `version` and record the champion materialization an election that
-    promoted it records (decision `promoted`); returns the materialization's timestamp."""
+    promoted it records (decision PROMOTED); returns the materialization's timestamp."""
     client.set_registered_model_alias(REGISTERED_MODEL_NAME, CHAMPION_ALIAS, version)
     instance.report_runless_asset_event(
-        dg.AssetMaterialization("champion_model", metadata={"decision": "promoted", "champion_version": int(version)})
+        dg.AssetMaterialization("champion_model", metadata={"decision": PROMOTED, "champion_version": int(version)})
     )
     return latest_champion_timestamp(instance)
 
@@ -140,6 +210,6 @@ def wait_for(condition, what: str, timeout: float, diagnostics=lambda: "") -> ob
 
 def wait_for_run(instance: dg.DagsterInstance, run_id: str, timeout: float, diagnostics=lambda: "") -> dg.DagsterRun:
     return wait_for(
-        lambda: (run := instance.get_run_by_id(run_id)) and run.status in FINISHED and run,
+        lambda: (run := instance.get_run_by_id(run_id)) and run.is_finished and run,
         f"deploy run {run_id} finished", timeout, diagnostics,
     )

@@ -7,18 +7,17 @@ restarted between a promotion and its deploy.
 """
 
 import time
-from pathlib import Path
 
 import dagster as dg
 import mlflow
 import pytest
 
-from skin_cancer_contract.registry import CHAMPION_ALIAS, REGISTERED_MODEL_NAME
-from tests.helpers import free_port, start_dagster
-from tests.serving.serving_support import ADMIN_TOKEN, Serving
+from skin_cancer_assets.election import KEPT
+from skin_cancer_contract.registry import CHAMPION_ALIAS, CHAMPION_URI, REGISTERED_MODEL_NAME
 from tests.skin_cancer_assets.pipeline import (
     ELECTION,
     champion_alias_restored,
+    champion_version,
     materialize_graph,
     offer_candidate,
     register_candidate,
@@ -27,8 +26,11 @@ from tests.skin_cancer_assets.pipeline import (
 from tests.skin_cancer_assets.redeploy_support import (
     ASSET_SENSOR,
     CONVERGENCE_SENSOR,
+    Platform,
     PostingClients,
+    bring_up,
     deploy_runs,
+    latest_champion_timestamp,
     promote,
     register_copy,
     ticks,
@@ -39,96 +41,47 @@ from tests.skin_cancer_assets.redeploy_support import (
 pytestmark = pytest.mark.slow
 
 
-class Platform:
-    """Serving on a fixed port (so it can be stopped and started again at the same URL) and a
-    Dagster webserver and daemon that deploy to it."""
-
-    def __init__(self, root: Path, tracking_uri: str, dagster, instance: dg.DagsterInstance, serving_port: int):
-        self.root, self.tracking_uri, self.dagster, self.instance = root, tracking_uri, dagster, instance
-        self.client = mlflow.MlflowClient(tracking_uri)
-        self.serving_port, self.starts = serving_port, 0
-        self.serving = self.start_serving()
-
-    def start_serving(self) -> Serving:
-        self.starts += 1
-        self.serving = Serving(
-            self.root / f"serving-{self.starts}",
-            {"MLFLOW_TRACKING_URI": self.tracking_uri, "SERVING_ADMIN_TOKEN": ADMIN_TOKEN},
-            port=self.serving_port,
-        )
-        self.serving.wait_until(lambda http: http.get("/ready").status_code == 200, "became ready")
-        return self.serving
-
-    def served_version(self) -> str | None:
-        return self.serving.wait_until(lambda http: http.get("/model").json().get("version") or None, "answered /model")
-
-    def alias(self) -> str:
-        return str(self.client.get_model_version_by_alias(REGISTERED_MODEL_NAME, CHAMPION_ALIAS).version)
-
-    def logs(self) -> str:
-        return f"daemon log:\n{self.dagster.daemon.log_tail()}\nserving log:\n{self.serving.service.log_tail()}"
-
-
 @pytest.fixture(scope="module")
 def platform(smoke_champion, tmp_path_factory):
-    root = tmp_path_factory.mktemp("redeploy")
-    tracking_uri = smoke_champion["tracking_uri"]
-    serving_port = free_port()
-    env = {
-        "SKIN_CANCER_STATE": str(root / "state"),
-        "MLFLOW_TRACKING_URI": tracking_uri,
-        "MLFLOW_EXPERIMENT_NAME": "redeploy",
-        "SERVING_URL": f"http://127.0.0.1:{serving_port}",
-        "SERVING_ADMIN_TOKEN": ADMIN_TOKEN,
-    }
-    with pytest.MonkeyPatch.context() as monkeypatch, champion_alias_restored(mlflow.MlflowClient(tracking_uri)):
-        for name, value in env.items():
-            monkeypatch.setenv(name, value)
-        crown_a_beatable_champion(mlflow.MlflowClient(tracking_uri), root)
-        with start_dagster(root / "dagster_home", root, env) as dagster:
-            with dg.DagsterInstance.from_config(str(dagster.home)) as instance:
-                platform = Platform(root, tracking_uri, dagster, instance, serving_port)
-                try:
-                    wait_for(
-                        lambda: ticks(instance, ASSET_SENSOR) and ticks(instance, CONVERGENCE_SENSOR),
-                        "both sensors ticked", 300, platform.logs,
-                    )
-                    yield platform
-                finally:
-                    platform.serving.stop()
+    client = mlflow.MlflowClient(smoke_champion["tracking_uri"])
+    with (
+        champion_alias_restored(client),
+        bring_up(tmp_path_factory.mktemp("redeploy"), client.tracking_uri, before_serving=crown_a_beatable_champion) as platform,
+    ):
+        yield platform
 
 
-def crown_a_beatable_champion(client: mlflow.MlflowClient, root: Path) -> None:
+def crown_a_beatable_champion(platform: Platform) -> None:
     """Start from a champion a better candidate can beat: the smoke model registered again with
     validation ROC-AUC 0.5 on this platform's validation split (the smoke model itself may score
-    1.0 on its few validation images). Serving starts on it, so no deploy is needed."""
-    arrays = materialize_graph(root / "arrays", selection=dg.AssetSelection.groups("data"))
-    mlflow.set_tracking_uri(client.tracking_uri)
-    model_folder = mlflow.artifacts.download_artifacts(f"models:/{REGISTERED_MODEL_NAME}@{CHAMPION_ALIAS}", dst_path=str(root / "model"))
-    weak = register_candidate(client, "redeploy", model_folder, 0.5, validation_split_of(arrays)["digest"])
-    client.set_registered_model_alias(REGISTERED_MODEL_NAME, CHAMPION_ALIAS, weak["version"])
+    1.0 on its few validation images). Serving starts on it, so no deploy is needed.
 
-
-def elect_a_better_champion(platform: Platform, work: Path) -> str:
-    """A real election that promotes a better candidate: the smoke champion's model registered
-    again with a higher validation ROC-AUC, offered as every model class's candidate."""
-    instance = platform.instance
-    arrays = materialize_graph(platform.dagster.home, selection=dg.AssetSelection.groups("data"), instance=instance)
+    The data group is materialized here, once, into the platform's storage, where elections read
+    it; its validation digest and the champion's model folder stay on the platform."""
+    arrays = materialize_graph(platform.root / "arrays", selection=dg.AssetSelection.groups("data"))
+    platform.validation_digest = validation_split_of(arrays)["digest"]
     mlflow.set_tracking_uri(platform.tracking_uri)
-    model_folder = mlflow.artifacts.download_artifacts(f"models:/{REGISTERED_MODEL_NAME}@{CHAMPION_ALIAS}", dst_path=str(work))
-    better = register_candidate(platform.client, "redeploy", model_folder, 0.99, validation_split_of(arrays)["digest"])
+    platform.model_folder = mlflow.artifacts.download_artifacts(CHAMPION_URI, dst_path=str(platform.root / "model"))
+    weak = register_candidate(platform.client, "redeploy", platform.model_folder, 0.5, platform.validation_digest)
+    platform.client.set_registered_model_alias(REGISTERED_MODEL_NAME, CHAMPION_ALIAS, weak["version"])
+
+
+def elect_a_better_champion(platform: Platform) -> str:
+    """A real election that promotes a better candidate: the champion's model registered again
+    with a higher validation ROC-AUC, offered as every model class's candidate."""
+    better = register_candidate(platform.client, "redeploy", platform.model_folder, 0.99, platform.validation_digest)
     offer_candidate(better)
-    result = materialize_graph(platform.dagster.home, selection=ELECTION, instance=instance)
+    result = materialize_graph(platform.dagster.home, selection=ELECTION, instance=platform.instance)
     assert result.output_for_node("champion_model")["version"] == better["version"]
     return better["version"]
 
 
-def test_a_better_champion_is_served_without_failed_requests(platform, tmp_path):
+def test_a_better_champion_is_served_without_failed_requests(platform):
     instance, before = platform.instance, {run.run_id for run in deploy_runs(platform.instance)}
-    previous = platform.alias()
+    previous = champion_version(platform.client)
     with PostingClients(platform.serving.url, count=8) as clients:
-        better = elect_a_better_champion(platform, tmp_path / "model")
-        elected = instance.get_latest_materialization_event(dg.AssetKey("champion_model")).timestamp
+        better = elect_a_better_champion(platform)
+        elected = latest_champion_timestamp(instance)
         swapped = wait_for(lambda: clients.every_answer_since(better), f"every request answered by v{better}", 420, platform.logs)
         time.sleep(2)  # answers after the swap, too
     print(f"redeploy: {swapped - elected:.1f}s from the champion materialization to every request answered by v{better}")
@@ -158,7 +111,7 @@ def test_a_better_champion_is_served_without_failed_requests(platform, tmp_path)
 def test_an_alias_moved_by_hand_reaches_serving(platform):
     """An operator's rollback in the MLflow UI: no election, no champion materialization."""
     instance, before = platform.instance, {run.run_id for run in deploy_runs(platform.instance)}
-    version = register_copy(platform.client, platform.alias())
+    version = register_copy(platform.client, champion_version(platform.client))
     moved = time.time()
     platform.client.set_registered_model_alias(REGISTERED_MODEL_NAME, CHAMPION_ALIAS, version)
     wait_for(lambda: platform.served_version() == version, f"serving reports v{version}", 240, platform.logs)
@@ -172,7 +125,7 @@ def test_an_alias_moved_by_hand_reaches_serving(platform):
 def test_serving_stopped_during_a_deploy_serves_the_alias_once_started_again(platform):
     instance, before = platform.instance, {run.run_id for run in deploy_runs(platform.instance)}
     platform.serving.stop()
-    version = register_copy(platform.client, platform.alias())
+    version = register_copy(platform.client, champion_version(platform.client))
     promote(instance, platform.client, version)
 
     (run,) = wait_for(lambda: [r for r in deploy_runs(instance, ASSET_SENSOR) if r.run_id not in before], "a deploy run", 120, platform.logs)
@@ -194,7 +147,7 @@ def test_the_asset_sensor_cursor_survives_a_daemon_restart(platform):
     do not deploy again, and a champion that was kept deploys nothing."""
     instance, before = platform.instance, {run.run_id for run in deploy_runs(platform.instance)}
     platform.dagster.daemon.stop()
-    version = register_copy(platform.client, platform.alias())
+    version = register_copy(platform.client, champion_version(platform.client))
     promote(instance, platform.client, version)
     restarted = time.time()
     platform.dagster.start_daemon()
@@ -205,10 +158,10 @@ def test_the_asset_sensor_cursor_survives_a_daemon_restart(platform):
     assert platform.served_version() == version
 
     instance.report_runless_asset_event(
-        dg.AssetMaterialization("champion_model", metadata={"decision": "kept", "champion_version": int(version)})
+        dg.AssetMaterialization("champion_model", metadata={"decision": KEPT, "champion_version": int(version)})
     )
-    kept = instance.get_latest_materialization_event(dg.AssetKey("champion_model")).timestamp
+    kept = latest_champion_timestamp(instance)
     skipped = wait_for(lambda: ticks(instance, ASSET_SENSOR, after=kept)[1:], "two asset sensor ticks after the kept champion", 120, platform.logs)
-    assert any("decided 'kept'" in (tick.skip_reason or "") for tick in skipped)
+    assert any(f"decided {KEPT!r}" in (tick.skip_reason or "") for tick in skipped)
     assert len(ticks(instance, ASSET_SENSOR, after=restarted)) >= 3
     assert [r.run_id for r in deploy_runs(instance) if r.run_id not in before] == [run.run_id]

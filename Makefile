@@ -64,29 +64,29 @@ dev-postgres: install  ## `make dev` on a local PostgreSQL: Dagster storage and 
 	eval "$$(deploy/local-postgres/start.sh $(PG_STATE) $(PG_PORT))" && \
 	MLFLOW_BACKEND_STORE_URI="$$MLFLOW_BACKEND_STORE_URI" scripts/dev.sh
 
-postgres-down:
+postgres-down:  ## Stop the PostgreSQL of `make dev-postgres` (its data stays in PG_STATE).
 	deploy/local-postgres/stop.sh $(PG_STATE)
 
 bench: bench-preprocess bench-io bench-serving  ## The benchmarks that take minutes (bench-quality takes about 20).
-bench-preprocess: install
+bench-preprocess: install  ## Preprocessing of every image against the seed's PIL loop: speed, peak memory.
 	$(BIN)/python bench/preprocess.py
-bench-io: install
+bench-io: install  ## The IO manager against raw boto3 and dagster-aws on the real train_images (local moto_server).
 	$(BIN)/python bench/io_manager.py
-bench-serving: install
+bench-serving: install  ## Serving against in-process prediction and `mlflow models serve`, 1 to 32 clients.
 	$(BIN)/python bench/serving.py
-bench-redeploy: install  ## A champion's way to serving under 8 posting clients, phase by phase (about 4 min).
+bench-redeploy: install  ## A champion's way to serving under 8 posting clients, phase by phase (a few minutes; prints its wall time).
 	$(BIN)/python bench/redeploy.py
 bench-quality: install  ## The default graph on the full data against the quality targets (about 20 min).
 	$(BIN)/python bench/quality.py
 bench-recipes: install  ## What each training setting of basic_cnn gains or loses (about 8 min per recipe).
 	$(BIN)/python bench/recipes.py
 
-lint-docker: install
+lint-docker: install  ## hadolint on every Dockerfile.
 	$(BIN)/hadolint deploy/docker/Dockerfile.code deploy/docker/Dockerfile.dagster serving/Dockerfile streamlit_app/Dockerfile
 
-compose-up:
+compose-up:  ## The Docker Compose stack, built and started in the background (deploy/README.md).
 	docker compose -f deploy/docker/docker-compose.yaml up --build -d
-compose-down:
+compose-down:  ## Stop and remove the Compose stack's containers (its volumes stay).
 	docker compose -f deploy/docker/docker-compose.yaml down
 
 clean:  ## Forget local state (storage, MLflow store, Dagster runs).

@@ -1,4 +1,4 @@
-"""Benchmark: the default graph on the full data set, against the quality targets of issue 7.
+"""Benchmark: the default graph on the full data set, against the quality targets of issue 14.
 
     .venv/bin/python bench/quality.py [--repeats 2] [--profile default]
 
@@ -6,7 +6,8 @@ Each repeat runs `python -m skin_cancer_assets.cli` (the `make run` path: the tr
 job with its multiprocess executor) on a fresh Dagster instance and local MLflow store in
 a temporary folder, and samples the memory of the whole process tree twice a second. The
 figures come from the assets' materialization metadata, so they are the ones the Dagster
-UI shows. With two or more repeats the table also shows how far the same seed drifted.
+UI shows; the margin cost is the validation specificity a threshold gives up for its recall
+margin (`recall_confidence`). With two or more repeats the table also shows how far the same seed drifted.
 """
 
 import argparse
@@ -26,11 +27,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 METRICS = ("roc_auc", "accuracy", "recall_malignant", "specificity")
-TARGETS = {  # what is promised: how a run is checked against it
-    "champion ROC-AUC >= 0.92": lambda r: r["champion"]["roc_auc"] >= 0.92,
-    "champion accuracy >= 0.85": lambda r: r["champion"]["accuracy"] >= 0.85,
+TARGETS = {  # issue 14's promise: how a run is checked against it
+    "champion ROC-AUC >= 0.96": lambda r: r["champion"]["roc_auc"] >= 0.96,
+    "champion accuracy >= 0.90": lambda r: r["champion"]["accuracy"] >= 0.90,
     "champion recall >= 0.90 at its threshold": lambda r: r["champion"]["recall_malignant"] >= 0.90,
-    "champion specificity >= 0.75 at its threshold": lambda r: r["champion"]["specificity"] >= 0.75,
+    "champion specificity >= 0.85 at its threshold": lambda r: r["champion"]["specificity"] >= 0.85,
+    "stretch: champion accuracy >= 0.935 (the pretrained GPU reference)": lambda r: r["champion"]["accuracy"] >= 0.935,
     "whole graph <= 20 min": lambda r: r["wall_seconds"] <= 20 * 60,
     "peak memory of all processes <= 8 GB": lambda r: r["peak_bytes"] <= 8 * 1024**3,
 }
@@ -111,6 +113,7 @@ def asset_figures(home: Path) -> dict:
             models[spec.name] = {
                 **{name: found[f"test_{name}"] for name in METRICS},
                 "threshold": found["threshold"],
+                "margin_cost": found["margin_specificity_cost"],
                 "training_seconds": found["training_seconds"],
                 "epochs_run": found["epochs_run"],
             }
@@ -120,13 +123,13 @@ def asset_figures(home: Path) -> dict:
 
 def print_report(runs: list[dict]) -> None:
     last = runs[-1]
-    print("\n| model | ROC-AUC | accuracy | malignant recall | specificity | threshold | training | epochs |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("\n| model | ROC-AUC | accuracy | malignant recall | specificity | threshold | margin cost | training | epochs |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, m in last["models"].items():
         label = f"{name} (champion)" if name == last["champion_class"] else name
         print(
             f"| {label} | {m['roc_auc']:.3f} | {m['accuracy']:.3f} | {m['recall_malignant']:.3f} | "
-            f"{m['specificity']:.3f} | {m['threshold']:.3f} | {m['training_seconds'] / 60:.1f} min | {m['epochs_run']} |"
+            f"{m['specificity']:.3f} | {m['threshold']:.3f} | {m['margin_cost']:.3f} | {m['training_seconds'] / 60:.1f} min | {m['epochs_run']} |"
         )
     print(f"\nwhole graph: {last['wall_seconds'] / 60:.1f} min wall; peak memory of all processes {last['peak_bytes'] / 1024**3:.2f} GB")
     print("\n| target | met |")

@@ -7,25 +7,14 @@ image statistics serving logs with the same statistics of the training images, b
 two-sample Kolmogorov-Smirnov test per statistic (scipy's).
 """
 
-import math
 from collections import Counter, defaultdict
 
 import numpy as np
 
 from skin_cancer_contract.data import CLASSES, MALIGNANT
+from skin_cancer_contract.evaluation import wilson_interval
 
 MALIGNANT_NAME, BENIGN_NAME = CLASSES[MALIGNANT], CLASSES[1 - MALIGNANT]
-Z_95 = 1.959964
-
-
-def wilson_interval(successes: int, total: int, z: float = Z_95) -> tuple[float, float] | None:
-    """The Wilson score interval of `successes` out of `total`; None when there is nothing to estimate."""
-    if total == 0:
-        return None
-    p = successes / total
-    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
-    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def prediction_summary(predictions: list[dict]) -> dict:

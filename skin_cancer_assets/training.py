@@ -44,6 +44,8 @@ class TrainedModel:
     threshold: float
     validation_metrics: dict[str, float]
     fold_metrics: list[dict[str, float]]
+    margin_specificity_cost: float
+    """Validation specificity lost to the recall margin: at the threshold without it, less at `threshold`."""
 
 
 def train(
@@ -61,8 +63,10 @@ def train(
         model, history = _fit(spec, config, images, labels, train_idx, val_idx, spec.name, lambda e, m: log_epoch("", e, m))
         fold_metrics = []
     val_probs = predict(model, images[val_idx], config.batch_size)
-    threshold = threshold_for_recall(labels[val_idx], val_probs, config.target_recall)
-    return TrainedModel(model, history, threshold, evaluate(labels[val_idx], val_probs, threshold), fold_metrics)
+    threshold = threshold_for_recall(labels[val_idx], val_probs, config.target_recall, config.recall_confidence)
+    metrics = evaluate(labels[val_idx], val_probs, threshold)
+    without_margin = evaluate(labels[val_idx], val_probs, threshold_for_recall(labels[val_idx], val_probs, config.target_recall))
+    return TrainedModel(model, history, threshold, metrics, fold_metrics, without_margin["specificity"] - metrics["specificity"])
 
 
 def validation_split(labels: np.ndarray, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

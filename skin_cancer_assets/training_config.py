@@ -55,6 +55,13 @@ class TrainingConfig(dg.Config):
     target_recall: float = Field(
         default=0.90, description="Malignant recall the decision threshold is chosen for, on validation data."
     )
+    recall_confidence: float = Field(
+        default=0.95,
+        ge=0.0,
+        lt=1.0,
+        description="Confidence that `target_recall` holds on unseen images: the threshold is lowered until the "
+        "lower bound of the validation recall's one-sided Wilson interval reaches the target (0: no margin).",
+    )
     run_eagerly: bool = Field(
         default=False, description="Skip graph tracing: faster only for a handful of batches (smoke runs)."
     )

@@ -81,6 +81,7 @@ def model_asset(spec: ModelSpec, profile: Profile, gpu_tags: dict) -> dg.AssetsD
                 **{f"test_{k}": v for k, v in test.items()},
                 **{f"val_{k}": v for k, v in trained.validation_metrics.items()},
                 "threshold": trained.threshold,
+                "val_margin_specificity_cost": trained.margin_specificity_cost,
                 "training_seconds": seconds,
             }
             for fold, fold_metrics in enumerate(trained.fold_metrics):
@@ -136,6 +137,7 @@ def model_asset(spec: ModelSpec, profile: Profile, gpu_tags: dict) -> dg.AssetsD
                 "mlflow_run": dg.MetadataValue.url(run_url(mlflow.ui_url, run.info.experiment_id, run.info.run_id)),
                 "mlflow_model_version": int(registered),
                 "threshold": trained.threshold,
+                "margin_specificity_cost": dg.MetadataValue.float(trained.margin_specificity_cost),
                 "training_seconds": round(seconds, 1),
                 "epochs_run": len(trained.history.get("loss", [])),
                 **{f"val_{name}": value for name, value in candidate.validation_metrics.items()},

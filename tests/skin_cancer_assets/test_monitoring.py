@@ -15,7 +15,7 @@ from PIL import Image
 from skin_cancer_assets.assets.monitoring import production_drift, production_performance, production_predictions
 from skin_cancer_assets.definitions import defs
 from skin_cancer_assets.environment import build_resources, profile_from_env
-from skin_cancer_assets.production import wilson_interval
+from skin_cancer_contract.evaluation import wilson_interval
 from tests.resources.s3_support import ACCESS_KEY, REGION, SECRET_KEY
 from tests.serving.serving_support import DATASET, Serving
 from tests.skin_cancer_assets.pipeline import materialize_graph
@@ -116,13 +116,6 @@ def test_a_day_without_traffic_materializes_empty(tmp_path, monkeypatch):
     summary, scored = _materialize(build_resources(profile_from_env()), "2026-03-01", min_confirmed=1)
     assert (summary["count"], summary["by_model_version"], summary["malignant_rate"]) == (0, {}, None)
     assert scored["performance"] == {} and scored["table"] == "no predictions on 2026-03-01"
-
-
-def test_wilson_interval_matches_the_textbook_figures():
-    low, high = wilson_interval(8, 10)
-    assert (round(low, 4), round(high, 4)) == (0.4902, 0.9433)
-    assert wilson_interval(0, 0) is None
-    assert wilson_interval(5, 5)[1] == 1.0
 
 
 def test_the_schedule_materializes_yesterday():

@@ -56,6 +56,7 @@ def test_each_model_logs_its_own_run_with_params_curves_and_metrics(smoke_champi
         for metric in ("test_accuracy", "test_roc_auc", "test_recall_malignant", "test_specificity",
                        "test_precision", "test_true_positives", "val_roc_auc", "threshold"):
             assert metric in run.data.metrics, f"{name} misses {metric}"
+        assert run.data.metrics["val_margin_specificity_cost"] >= 0.0  # a margin only ever lowers the threshold
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert {TRAINING_IMAGES, "learning_curves.png", "confusion_matrix.png"} <= artifacts
         fitted = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/{TRAINING_IMAGES}")["sha256"]

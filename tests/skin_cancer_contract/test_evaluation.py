@@ -1,9 +1,10 @@
-"""The shared evaluation on real numbers: the threshold for a recall, the metrics, the split digest."""
+"""The shared evaluation on real numbers: the threshold for a recall and its margin, the metrics, the
+Wilson interval, the split digest."""
 
 import numpy as np
 import pytest
 
-from skin_cancer_contract.evaluation import evaluate, split_digest, threshold_for_recall
+from skin_cancer_contract.evaluation import evaluate, split_digest, threshold_for_recall, wilson_interval
 
 
 def test_threshold_reaches_the_target_recall_on_validation_data():
@@ -15,6 +16,38 @@ def test_threshold_reaches_the_target_recall_on_validation_data():
     assert metrics["recall_malignant"] >= 0.9
     # the highest such threshold: a hair higher loses the target
     assert evaluate(labels, probs, threshold + 1e-6)["recall_malignant"] < 0.9
+
+
+def test_a_threshold_with_a_margin_keeps_the_recall_s_lower_bound_at_the_target():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 400)
+    probs = np.clip(labels * 0.3 + rng.random(400) * 0.7, 0, 1).astype(np.float32)
+    plain = threshold_for_recall(labels, probs, 0.9)
+    guarded = threshold_for_recall(labels, probs, 0.9, confidence=0.95)
+    assert guarded < plain  # the margin costs malignant images caught on validation, never the reverse
+    z = 1.644854  # one-sided 95 %
+    caught = evaluate(labels, probs, guarded)
+    positives = caught["true_positives"] + caught["false_negatives"]
+    assert wilson_interval(caught["true_positives"], positives, z)[0] >= 0.9
+    one_fewer = wilson_interval(caught["true_positives"] - 1, positives, z)[0]
+    assert one_fewer < 0.9  # the highest such threshold
+    assert evaluate(labels, probs, guarded)["specificity"] < evaluate(labels, probs, plain)["specificity"]
+
+
+def test_too_few_malignant_images_for_the_margin_catch_every_one():
+    labels = np.array([0, 0, 1, 1, 1])
+    probs = np.array([0.1, 0.7, 0.9, 0.6, 0.3])
+    assert threshold_for_recall(labels, probs, 0.9, confidence=0.95) == pytest.approx(0.3)
+    assert threshold_for_recall(labels, probs, 0.9) == pytest.approx(0.3)
+    assert threshold_for_recall(labels, probs, 0.6) == pytest.approx(0.6)
+
+
+def test_wilson_interval_matches_the_textbook_figures():
+    low, high = wilson_interval(8, 10)
+    assert (round(low, 4), round(high, 4)) == (0.4902, 0.9433)
+    assert wilson_interval(0, 0) is None
+    assert wilson_interval(5, 5)[1] == 1.0
+    assert wilson_interval(3, 10, z=0.0) == pytest.approx((0.3, 0.3))  # no confidence: the proportion itself
 
 
 def test_evaluate_counts_the_confusion_matrix():

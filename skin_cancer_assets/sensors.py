@@ -56,7 +56,7 @@ def retrain_sensor(every_seconds: int | None) -> dg.SensorDefinition:
         data present before the sensor ran counts as trained. While a `train_and_elect` run is
         unfinished nothing is asked, and the cursor stays, so a change seen meanwhile retrains
         once after it. A retrain comes with an observation of `raw_images` whose data version is
-        the digest, which marks everything downstream stale until the retrain materializes it.
+        the digest: the asset's events show when new data was seen, before the run materializes it.
         """
         try:
             stamped = first_per_class(image_source.list_stamped_images(), profile.max_images_per_class)

@@ -13,16 +13,24 @@ from skin_cancer_assets.assets.monitoring import (
     production_performance,
     production_predictions,
 )
-from skin_cancer_assets.environment import build_resources, executor_from_env, gpu_step_tags, profile_from_env
+from skin_cancer_assets.environment import (
+    RETRAIN_INTERVAL_SECONDS,
+    build_resources,
+    executor_from_env,
+    gpu_step_tags,
+    profile_from_env,
+    retrain_interval,
+)
 from skin_cancer_assets.jobs import deploy_champion, train_and_elect
 from skin_cancer_assets.profiles import Profile
-from skin_cancer_assets.sensors import redeploy_on_new_champion, serving_follows_the_alias
+from skin_cancer_assets.sensors import redeploy_on_new_champion, retrain_sensor, serving_follows_the_alias
 
 
-def build_defs(profile: Profile, gpu_tags: dict | None = None) -> dg.Definitions:
+def build_defs(profile: Profile, gpu_tags: dict | None = None, retrain_every: int | None = RETRAIN_INTERVAL_SECONDS) -> dg.Definitions:
     """The whole graph for `profile`: it reaches the assets as the `profile` resource and sets the
     launchpad defaults of the model assets and of the election. `gpu_tags` go on the steps of models
-    that want a GPU."""
+    that want a GPU; the retrain sensor lists the data source every `retrain_every` seconds (None:
+    it starts stopped)."""
     return dg.Definitions(
         assets=[
             raw_images,
@@ -36,10 +44,10 @@ def build_defs(profile: Profile, gpu_tags: dict | None = None) -> dg.Definitions
         ],
         jobs=[train_and_elect, deploy_champion, monitor_production],
         schedules=[monitor_yesterday],
-        sensors=[redeploy_on_new_champion, serving_follows_the_alias],
+        sensors=[retrain_sensor(retrain_every), redeploy_on_new_champion, serving_follows_the_alias],
         resources=build_resources(profile),
         executor=executor_from_env(),
     )
 
 
-defs = build_defs(profile_from_env(), gpu_step_tags())
+defs = build_defs(profile_from_env(), gpu_step_tags(), retrain_interval())

@@ -41,6 +41,21 @@ def default_data_folder() -> Path:
     return (Path.cwd().parent / "shared" / "datasets" / "skin-cancer").resolve()
 
 
+RETRAIN_INTERVAL_SECONDS = 60
+"""How often the retrain sensor lists the data source unless SKIN_CANCER_RETRAIN_SECONDS says otherwise."""
+
+
+def retrain_interval() -> int | None:
+    """SKIN_CANCER_RETRAIN_SECONDS: how often the retrain sensor lists the data source (default
+    60), or `off`: the sensor starts stopped (it can still be started in the UI). None means off."""
+    value = os.environ.get("SKIN_CANCER_RETRAIN_SECONDS", str(RETRAIN_INTERVAL_SECONDS)).strip()
+    if value.lower() == "off":
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"SKIN_CANCER_RETRAIN_SECONDS={value!r}: give a whole number of seconds (at least 1) or `off`")
+    return int(value)
+
+
 def executor_from_env() -> dg.ExecutorDefinition:
     """Steps in parallel processes, one per core; DAGSTER_EXECUTOR=docker or k8s: a container or Job per step."""
     kind = os.environ.get("DAGSTER_EXECUTOR", "multiprocess")

@@ -45,15 +45,25 @@ def inspect_all(source: ImageReader, listed: list[tuple[str, str, str]]) -> list
         return list(pool.map(lambda item: inspect_image(source, *item), listed))
 
 
-def first_per_class(listed: list[tuple[str, str, str]], cap: int) -> list[tuple[str, str, str]]:
-    """The first `cap` files of every split and class, in the listing's order."""
+def first_per_class(listed: list[tuple], cap: int | None) -> list[tuple]:
+    """The first `cap` files of every split and class, in the listing's order (all when `cap` is
+    None); each item starts with its split and class."""
+    if cap is None:
+        return list(listed)
     taken: dict[tuple[str, str], int] = {}
     kept = []
-    for split, label, path in listed:
-        if taken.get((split, label), 0) < cap:
-            taken[(split, label)] = taken.get((split, label), 0) + 1
-            kept.append((split, label, path))
+    for item in listed:
+        split_and_class = item[:2]
+        if taken.get(split_and_class, 0) < cap:
+            taken[split_and_class] = taken.get(split_and_class, 0) + 1
+            kept.append(item)
     return kept
+
+
+def listing_digest(stamped: list[tuple[str, str, str, str]]) -> str:
+    """Digest of a stamped listing (split, class, path, stamp): it moves when a file is added,
+    removed, renamed, moved or rewritten, without reading any image."""
+    return hashlib.sha256(json.dumps([list(item) for item in stamped]).encode()).hexdigest()
 
 
 def shuffled_splits(entries: list[dict], seed: int) -> dict[str, list[dict]]:

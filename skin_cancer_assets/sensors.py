@@ -1,15 +1,23 @@
-"""Serving follows the champion alias: at once after an election promotes a version, and by
-convergence whenever serving reports a version other than the alias's (a failed deploy, an
-operator moving the alias, serving restarted or unreachable during a deploy)."""
+"""New data retrains, and serving follows the champion alias.
+
+A change in the data source asks for one `train_and_elect` run. Serving follows the alias at
+once after an election promotes a version, and by convergence whenever serving reports a
+version other than the alias's (a failed deploy, an operator moving the alias, serving
+restarted or unreachable during a deploy)."""
 
 import json
 import time
 
 import dagster as dg
+from dagster._core.definitions.data_version import DATA_VERSION_TAG
 
 from resources.deploy import DeployError, ServingTarget
+from resources.image_source import ImageSourceError, RawImageSource
 from skin_cancer_assets.election import PROMOTED
-from skin_cancer_assets.jobs import deploy_champion
+from skin_cancer_assets.environment import RETRAIN_INTERVAL_SECONDS
+from skin_cancer_assets.jobs import deploy_champion, train_and_elect
+from skin_cancer_assets.preprocessing import first_per_class, listing_digest
+from skin_cancer_assets.profiles import Profile
 
 CONVERGENCE_INTERVAL_SECONDS = 15
 """How often serving's version is compared with the alias. A lag seen on two ticks in a row
@@ -25,6 +33,58 @@ UNFINISHED = [
     dg.DagsterRunStatus.STARTED,
     dg.DagsterRunStatus.CANCELING,
 ]
+SOURCE_DIGEST_TAG = "skin_cancer/source_digest"
+"""Run tag of a retrain: the listing digest of the data source it was asked for."""
+
+
+def retrain_sensor(every_seconds: int | None) -> dg.SensorDefinition:
+    """`retrain_on_new_data`, listing the data source every `every_seconds`; None: it starts stopped."""
+
+    @dg.sensor(
+        name="retrain_on_new_data",
+        job=train_and_elect,
+        default_status=dg.DefaultSensorStatus.RUNNING if every_seconds else dg.DefaultSensorStatus.STOPPED,
+        minimum_interval_seconds=every_seconds or RETRAIN_INTERVAL_SECONDS,
+    )
+    def retrain_on_new_data(context: dg.SensorEvaluationContext, image_source: RawImageSource, profile: Profile):
+        """One `train_and_elect` run per new state of the images the profile trains on.
+
+        The state is the listing digest: names, sizes and modification times (ETags on S3) of the
+        files `raw_images` would read, so an added, removed, renamed or rewritten file is seen
+        without opening one. The cursor holds the digest last acted on; the run key is made of the
+        digest, so a digest never retrains twice. The first evaluation only records the digest:
+        data present before the sensor ran counts as trained. While a `train_and_elect` run is
+        unfinished nothing is asked, and the cursor stays, so a change seen meanwhile retrains
+        once after it. A retrain comes with an observation of `raw_images` whose data version is
+        the digest: the asset's events show when new data was seen, before the run materializes it.
+        """
+        try:
+            stamped = first_per_class(image_source.list_stamped_images(), profile.max_images_per_class)
+        except ImageSourceError as error:
+            return dg.SkipReason(f"{error}; looking again at the next evaluation")
+        digest = listing_digest(stamped)
+        seen = f"{len(stamped)} files in {image_source.location} (listing digest {digest[:12]})"
+        if context.cursor is None:
+            context.update_cursor(digest)
+            return dg.SkipReason(f"first evaluation: {seen} taken as trained; a change from now on retrains")
+        if digest == context.cursor:
+            return dg.SkipReason(f"no change: {seen}")
+        unfinished = context.instance.get_runs(dg.RunsFilter(job_name=train_and_elect.name, statuses=UNFINISHED), limit=1)
+        if unfinished:
+            return dg.SkipReason(f"changed: {seen}; retraining once train_and_elect run {unfinished[0].run_id} ends")
+        return dg.SensorResult(
+            run_requests=[dg.RunRequest(run_key=f"data-{digest}", tags={SOURCE_DIGEST_TAG: digest})],
+            asset_events=[
+                dg.AssetObservation(
+                    "raw_images",
+                    metadata={"source": image_source.location, "files": len(stamped), "listing_digest": digest},
+                    tags={DATA_VERSION_TAG: digest},
+                )
+            ],
+            cursor=digest,
+        )
+
+    return retrain_on_new_data
 
 
 @dg.asset_sensor(

@@ -30,9 +30,7 @@ def raw_images(context: dg.AssetExecutionContext, image_source: RawImageSource, 
 
     Files that are not readable images are rejected with a reason; the run goes on.
     """
-    listed = image_source.list_images()
-    if profile.max_images_per_class is not None:
-        listed = first_per_class(listed, profile.max_images_per_class)
+    listed = first_per_class(image_source.list_images(), profile.max_images_per_class)
     inspected = inspect_all(image_source, listed)
     accepted = [e for e in inspected if "reason" not in e]
     rejected = [e for e in inspected if "reason" in e]

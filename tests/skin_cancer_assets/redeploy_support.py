@@ -1,6 +1,7 @@
-"""What the redeploy test and bench/redeploy.py share: the platform (serving, a Dagster webserver
-and daemon with both sensors on) and its bring-up, clients posting real images throughout, a
-promotion as the sensors see it, and the sensors' ticks and the deploy runs of an instance."""
+"""What the redeploy and retrain tests and bench/redeploy.py share: the platform (serving, a Dagster
+webserver and daemon with both redeploy sensors on) and its bring-up, a champion a retrain beats,
+clients posting real images throughout, a promotion as the sensors see it, and the sensors' ticks
+and the deploy runs of an instance."""
 
 import itertools
 import threading
@@ -18,9 +19,10 @@ from skin_cancer_assets.election import PROMOTED
 from skin_cancer_assets.jobs import deploy_champion
 from skin_cancer_assets.sensors import redeploy_on_new_champion, serving_follows_the_alias
 from skin_cancer_contract.api import UPLOAD_FIELD
-from skin_cancer_contract.registry import CHAMPION_ALIAS, REGISTERED_MODEL_NAME
+from skin_cancer_contract.registry import CHAMPION_ALIAS, CHAMPION_URI, REGISTERED_MODEL_NAME
 from tests.helpers import DagsterProcesses, copy_version, environment, free_port, start_dagster
 from tests.serving.serving_support import ADMIN_TOKEN, DATASET, Serving
+from tests.skin_cancer_assets.pipeline import materialize_graph, register_candidate, validation_split_of
 
 DEPLOY_JOB = deploy_champion.name
 ASSET_SENSOR = redeploy_on_new_champion.name
@@ -41,9 +43,10 @@ def start_ready_serving(work: Path, tracking_uri: str, port: int | None = None) 
 class Platform:
     """Serving on a fixed port (so it can be stopped and started again at the same URL), a Dagster
     webserver and daemon that deploy to it, and the environment both run with (set in this
-    process too while the platform is up: in-process materializations use the same storage)."""
+    process too while the platform is up: in-process materializations use the same storage). The
+    retrain sensor is off unless `env` turns it on."""
 
-    def __init__(self, root: Path, tracking_uri: str):
+    def __init__(self, root: Path, tracking_uri: str, env: dict[str, str] | None = None):
         self.root, self.tracking_uri = root, tracking_uri
         self.client = mlflow.MlflowClient(tracking_uri)
         self.serving_port, self.starts = free_port(), 0
@@ -53,6 +56,8 @@ class Platform:
             "MLFLOW_EXPERIMENT_NAME": "redeploy",
             "SERVING_URL": f"http://127.0.0.1:{self.serving_port}",
             "SERVING_ADMIN_TOKEN": ADMIN_TOKEN,
+            "SKIN_CANCER_RETRAIN_SECONDS": "off",
+            **(env or {}),
         }
         self.serving: Serving | None = None
         self.dagster: DagsterProcesses | None = None
@@ -75,11 +80,16 @@ class Platform:
 
 
 @contextmanager
-def bring_up(root: Path, tracking_uri: str, before_serving: Callable[[Platform], None] = lambda platform: None) -> Iterator[Platform]:
+def bring_up(
+    root: Path,
+    tracking_uri: str,
+    before_serving: Callable[[Platform], None] = lambda platform: None,
+    env: dict[str, str] | None = None,
+) -> Iterator[Platform]:
     """The platform over a fresh instance (the repository's dagster.yaml and workspace), yielded
-    once serving is ready and both sensors have ticked; `before_serving` runs first, in the
-    platform's environment (to set up the champion serving starts on)."""
-    platform = Platform(root, tracking_uri)
+    once serving is ready and both redeploy sensors have ticked; `before_serving` runs first, in
+    the platform's environment (to set up the champion serving starts on); `env` adds to it."""
+    platform = Platform(root, tracking_uri, env)
     with environment(platform.env):
         before_serving(platform)
         platform.start_serving()
@@ -96,6 +106,21 @@ def bring_up(root: Path, tracking_uri: str, before_serving: Callable[[Platform],
                 yield platform
         finally:
             platform.serving.stop()
+
+
+def crown_a_beatable_champion(platform: Platform, roc_auc: float = 0.5) -> None:
+    """Start from a champion a better candidate can beat: the smoke model registered again with
+    validation ROC-AUC `roc_auc` on this platform's validation split (the smoke model itself may
+    score 1.0 on its few validation images). Serving starts on it, so no deploy is needed.
+
+    The data group is materialized here, once, into the platform's storage, where elections read
+    it; its validation digest and the champion's model folder stay on the platform."""
+    arrays = materialize_graph(platform.root / "arrays", selection=dg.AssetSelection.groups("data"))
+    platform.validation_digest = validation_split_of(arrays)["digest"]
+    mlflow.set_tracking_uri(platform.tracking_uri)
+    platform.model_folder = mlflow.artifacts.download_artifacts(CHAMPION_URI, dst_path=str(platform.root / "model"))
+    weak = register_candidate(platform.client, "redeploy", platform.model_folder, roc_auc, platform.validation_digest)
+    platform.client.set_registered_model_alias(REGISTERED_MODEL_NAME, CHAMPION_ALIAS, weak["version"])
 
 
 @dataclass(frozen=True)
@@ -211,5 +236,5 @@ def wait_for(condition, what: str, timeout: float, diagnostics=lambda: "") -> ob
 def wait_for_run(instance: dg.DagsterInstance, run_id: str, timeout: float, diagnostics=lambda: "") -> dg.DagsterRun:
     return wait_for(
         lambda: (run := instance.get_run_by_id(run_id)) and run.is_finished and run,
-        f"deploy run {run_id} finished", timeout, diagnostics,
+        f"run {run_id} finished", timeout, diagnostics,
     )

@@ -13,7 +13,7 @@ import mlflow
 import pytest
 
 from skin_cancer_assets.election import KEPT
-from skin_cancer_contract.registry import CHAMPION_ALIAS, CHAMPION_URI, REGISTERED_MODEL_NAME
+from skin_cancer_contract.registry import CHAMPION_ALIAS, REGISTERED_MODEL_NAME
 from tests.skin_cancer_assets.pipeline import (
     ELECTION,
     champion_alias_restored,
@@ -21,7 +21,6 @@ from tests.skin_cancer_assets.pipeline import (
     materialize_graph,
     offer_candidate,
     register_candidate,
-    validation_split_of,
 )
 from tests.skin_cancer_assets.redeploy_support import (
     ASSET_SENSOR,
@@ -29,6 +28,7 @@ from tests.skin_cancer_assets.redeploy_support import (
     Platform,
     PostingClients,
     bring_up,
+    crown_a_beatable_champion,
     deploy_runs,
     latest_champion_timestamp,
     promote,
@@ -49,21 +49,6 @@ def platform(smoke_champion, tmp_path_factory):
         bring_up(tmp_path_factory.mktemp("redeploy"), client.tracking_uri, before_serving=crown_a_beatable_champion) as platform,
     ):
         yield platform
-
-
-def crown_a_beatable_champion(platform: Platform) -> None:
-    """Start from a champion a better candidate can beat: the smoke model registered again with
-    validation ROC-AUC 0.5 on this platform's validation split (the smoke model itself may score
-    1.0 on its few validation images). Serving starts on it, so no deploy is needed.
-
-    The data group is materialized here, once, into the platform's storage, where elections read
-    it; its validation digest and the champion's model folder stay on the platform."""
-    arrays = materialize_graph(platform.root / "arrays", selection=dg.AssetSelection.groups("data"))
-    platform.validation_digest = validation_split_of(arrays)["digest"]
-    mlflow.set_tracking_uri(platform.tracking_uri)
-    platform.model_folder = mlflow.artifacts.download_artifacts(CHAMPION_URI, dst_path=str(platform.root / "model"))
-    weak = register_candidate(platform.client, "redeploy", platform.model_folder, 0.5, platform.validation_digest)
-    platform.client.set_registered_model_alias(REGISTERED_MODEL_NAME, CHAMPION_ALIAS, weak["version"])
 
 
 def elect_a_better_champion(platform: Platform) -> str:

@@ -44,6 +44,8 @@ class TrainedModel:
     threshold: float
     validation_metrics: dict[str, float]
     fold_metrics: list[dict[str, float]]
+    validation_probabilities: np.ndarray
+    """The model's outputs on the shared validation split, the reference of production's."""
 
 
 def train(
@@ -62,7 +64,7 @@ def train(
         fold_metrics = []
     val_probs = predict(model, images[val_idx], config.batch_size)
     threshold = threshold_for_recall(labels[val_idx], val_probs, config.target_recall)
-    return TrainedModel(model, history, threshold, evaluate(labels[val_idx], val_probs, threshold), fold_metrics)
+    return TrainedModel(model, history, threshold, evaluate(labels[val_idx], val_probs, threshold), fold_metrics, val_probs)
 
 
 def validation_split(labels: np.ndarray, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

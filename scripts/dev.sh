@@ -48,6 +48,7 @@ fi
 
 export SERVING_ADMIN_TOKEN=${SERVING_ADMIN_TOKEN:-$(python3 -c 'import secrets; print(secrets.token_urlsafe(24))')}
 export SERVING_URL=${SERVING_URL:-http://127.0.0.1:$SERVING_PORT}
+export DAGSTER_UI_URL=${DAGSTER_UI_URL:-http://127.0.0.1:$DAGSTER_PORT}  # the app's links to the monitoring assets
 start serving "$BIN/uvicorn" serving.app:app --host 127.0.0.1 --port "$SERVING_PORT"
 start app "$BIN/streamlit" run streamlit_app/app.py --server.address 127.0.0.1 --server.port "$APP_PORT" --server.headless true
 start daemon "$BIN/dagster-daemon" run -w workspace.yaml

@@ -8,6 +8,7 @@ Protocol's /v2 routes alike, are batched into shared model calls (see serving.ba
 
 import hmac
 import logging
+import time
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI, Request
@@ -34,6 +35,7 @@ from serving.schemas import (
     Prediction,
     PredictResponse,
     Ready,
+    RecentPredictions,
     ReloadAccepted,
     ReloadStatus,
 )
@@ -180,11 +182,12 @@ async def model_details(holder: ModelHolder = Depends(_holder)):
 )
 async def predict(request: Request, model: LoadedModel = Depends(_served_model)):
     """Classify each uploaded image (multipart field `file`, repeat it for several images)."""
+    received = time.perf_counter()
     settings = settings_of(request)
     uploads = await read_uploads(request, settings)
     images, facts = await decode_off_loop(request, decode_files, uploads, model.image_size, settings)
     probabilities = await classify(request, model, images)
-    records = prediction_records(model, probabilities, facts)
+    records = prediction_records(model, probabilities, facts, received)
     request.app.state.prediction_log.submit(PREDICTIONS, records)
     return PredictResponse(
         model=ModelRef(name=model.name, version=model.version, model_class=model.model_class),
@@ -200,6 +203,21 @@ async def predict(request: Request, model: LoadedModel = Depends(_served_model))
             for (name, _), record in zip(uploads, records)
         ],
     )
+
+
+@app.get("/monitoring/recent", response_model=RecentPredictions)
+async def recent_predictions(request: Request):
+    """The last predictions this process answered (time, version, probability, label, latency; no
+    image facts) and how many of its prediction records were written or dropped: what the app's
+    Production view plots."""
+    prediction_log = request.app.state.prediction_log
+    return {
+        "started_at": prediction_log.started_at,
+        "predictions": prediction_log.totals["submitted"],
+        "written": prediction_log.totals["written"],
+        "dropped": prediction_log.totals["dropped"],
+        "recent": list(prediction_log.recent),
+    }
 
 
 @app.get("/metrics", response_class=Response)

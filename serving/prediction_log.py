@@ -3,8 +3,10 @@
 Requests only put small records on a bounded in-memory queue; a background thread flushes them
 in batches, one new JSON Lines file per flush and day, into the project's storage (see
 skin_cancer_contract.monitoring for the layout). A full queue or failing storage never slows
-or fails a request: the records are dropped, counted in /metrics and logged. No image bytes
-are kept, only their sha256, size and per-channel statistics.
+or fails a request: the records are dropped, counted in /metrics and logged, and the count per
+day, kind and reason is written under drops/ as soon as the storage takes it again, so the
+day's figures say what they miss. No image bytes are kept, only their sha256, size and
+per-channel statistics.
 """
 
 import hashlib
@@ -15,7 +17,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict, deque
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -23,9 +25,11 @@ import numpy as np
 
 from serving.metrics import LOG_RECORDS_DROPPED, LOG_RECORDS_WRITTEN
 from skin_cancer_contract.data import label_name
-from skin_cancer_contract.monitoring import batch_key, channel_statistics, record_day, to_json_lines
+from skin_cancer_contract.monitoring import DROPS, PREDICTIONS, batch_key, channel_statistics, record_day, to_json_lines
 
 log = logging.getLogger(__name__)
+RECENT_PREDICTIONS = 1000
+"""How many of the last predictions GET /monitoring/recent shows."""
 
 
 class LocalLogStore:
@@ -80,6 +84,14 @@ class PredictionLog:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._queue_full_warned = False
+        self._unreported_drops: Counter = Counter()
+        """(day, kind, reason) -> records dropped and not yet written under drops/."""
+        self._drops_lock = threading.Lock()
+        self.started_at = now_iso()
+        self.recent: deque = deque(maxlen=RECENT_PREDICTIONS)
+        """The last prediction records submitted, stored or not, for GET /monitoring/recent."""
+        self.totals: Counter = Counter()
+        """Prediction records since start: `submitted`, `written`, `dropped`."""
 
     def start(self) -> None:
         self._thread.start()
@@ -91,16 +103,24 @@ class PredictionLog:
 
     def submit(self, kind: str, records: list[dict]) -> bool:
         """Queue `records` without waiting; False (and counted, logged) when the queue is full."""
+        if kind == PREDICTIONS:
+            self.recent.extend(records)
+            self.totals["submitted"] += len(records)
         for index, record in enumerate(records):
             try:
                 self._queue.put_nowait((kind, record))
             except queue.Full:
-                self._drop(kind, len(records) - index, "queue_full")
+                for day, count in Counter(record_day(r) for r in records[index:]).items():
+                    self._drop(kind, day, count, "queue_full")
                 return False
         return True
 
-    def _drop(self, kind: str, count: int, reason: str, error: Exception | None = None) -> None:
+    def _drop(self, kind: str, day: str, count: int, reason: str, error: Exception | None = None) -> None:
         LOG_RECORDS_DROPPED.labels(kind, reason).inc(count)
+        with self._drops_lock:
+            self._unreported_drops[day, kind, reason] += count
+            if kind == PREDICTIONS:
+                self.totals["dropped"] += count
         if error is not None:
             log.warning("dropped %d %s records: writing to %s failed: %s", count, kind, self.store, error)
         elif not self._queue_full_warned:  # once until the next successful write, not once per request
@@ -112,6 +132,8 @@ class PredictionLog:
             batch = self._next_batch()
             if batch:
                 self._write(batch)
+            self._report_drops()
+        self._report_drops()
 
     def _next_batch(self) -> list[tuple[str, dict]]:
         """Up to `batch_size` records, waiting at most one flush interval for them to gather."""
@@ -132,10 +154,26 @@ class PredictionLog:
             try:
                 self.store.put(batch_key(kind, day, datetime.now(timezone.utc)), to_json_lines(records))
             except Exception as error:  # any storage failure: drop, count, go on
-                self._drop(kind, len(records), "storage_error", error)
+                self._drop(kind, day, len(records), "storage_error", error)
             else:
                 LOG_RECORDS_WRITTEN.labels(kind).inc(len(records))
+                if kind == PREDICTIONS:
+                    self.totals["written"] += len(records)
                 self._queue_full_warned = False
+
+    def _report_drops(self) -> None:
+        """Write the drop counts not yet stored, one file per day; what fails stays for the next try."""
+        with self._drops_lock:
+            unreported, self._unreported_drops = self._unreported_drops, Counter()
+        by_day: dict[str, list[dict]] = defaultdict(list)
+        for (day, kind, reason), count in unreported.items():
+            by_day[day].append({"time": now_iso(), "day": day, "kind": kind, "reason": reason, "count": count})
+        for day, records in by_day.items():
+            try:
+                self.store.put(batch_key(DROPS, day, datetime.now(timezone.utc)), to_json_lines(records))
+            except Exception:  # the storage is still failing: counted again at the next try
+                with self._drops_lock:
+                    self._unreported_drops.update({(day, r["kind"], r["reason"]): r["count"] for r in records})
 
 
 def now_iso() -> str:
@@ -170,9 +208,11 @@ def _image_statistics(images: np.ndarray) -> list[dict]:
     ]
 
 
-def prediction_records(model, probabilities, facts: list[dict]) -> list[dict]:
-    """One record per image, each with a new prediction id; `facts` are each image's (file_facts, pixel_facts)."""
+def prediction_records(model, probabilities, facts: list[dict], received: float) -> list[dict]:
+    """One record per image, each with a new prediction id; `facts` are each image's (file_facts,
+    pixel_facts); `received`: `time.perf_counter()` when the request's handler started."""
     time_now = now_iso()
+    latency_ms = round((time.perf_counter() - received) * 1000, 2)
     return [
         {
             "prediction_id": uuid.uuid4().hex,
@@ -182,6 +222,7 @@ def prediction_records(model, probabilities, facts: list[dict]) -> list[dict]:
             "probability_malignant": float(probability),
             "label": label_name(probability, model.threshold),
             "threshold": model.threshold,
+            "latency_ms": latency_ms,
             **fact,
         }
         for probability, fact in zip(probabilities, facts)

@@ -111,3 +111,27 @@ class Feedback(_Schema):
 class FeedbackAccepted(_Schema):
     status: Literal["queued", "dropped"]
     prediction_id: str
+
+
+class RecentPrediction(_Schema):
+    time: datetime
+    model_version: str
+    probability_malignant: float
+    label: Literal["benign", "malignant"]
+    latency_ms: float
+    """From the route's start to the answer, in the server."""
+
+
+class RecentPredictions(_Schema):
+    """What this serving process answered since it started; the day's figures are the Dagster
+    assets' (production_predictions, production_drift, production_performance)."""
+
+    started_at: datetime
+    predictions: int
+    """Predictions answered since start."""
+    written: int
+    """Of them, records the prediction log has written to storage."""
+    dropped: int
+    """Records it dropped (queue full, storage failing)."""
+    recent: list[RecentPrediction]
+    """The last ones, oldest first (at most RECENT_PREDICTIONS)."""

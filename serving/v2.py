@@ -15,6 +15,7 @@ import base64
 import binascii
 import json
 import struct
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -106,6 +107,7 @@ async def model_ready(request: Request, name: str, version: str | None = None):
 @router.post("/models/{name}/versions/{version}/infer", openapi_extra=_INFER_BODY)
 async def infer(request: Request, name: str, version: str | None = None):
     """Malignant probability and label of each image of the one input tensor."""
+    received = time.perf_counter()
     model = _served(request, name, version)
     settings = settings_of(request)
     body = await read_body(request, settings.max_upload_bytes)
@@ -113,7 +115,7 @@ async def infer(request: Request, name: str, version: str | None = None):
         request, _decode, body, request.headers.get(HEADER_LENGTH), model.image_size, settings
     )
     probabilities = await classify(request, model, images)
-    records = prediction_records(model, probabilities, facts)
+    records = prediction_records(model, probabilities, facts, received)
     request.app.state.prediction_log.submit(PREDICTIONS, records)
     return _answer(inference_request, outputs, model, records)
 

@@ -15,6 +15,7 @@ from dagster_aws.s3 import S3Resource
 from resources.deploy import DockerServingTarget, KubernetesServingTarget, LocalServingTarget, ServingTarget
 from resources.image_source import RawImageSource
 from resources.mlflow_tracking import mlflow_resource
+from resources.model_registry import ModelRegistry
 from resources.production_log import ProductionLog
 from resources.storage import ArtifactIOManager, ArtifactStore, LocalArtifactStore, S3ArtifactStore
 from skin_cancer_assets.profiles import Profile, profile_named
@@ -181,5 +182,6 @@ def build_resources(profile: Profile) -> dict:
         "production_log": ProductionLog(store=store),  # serving writes its log into the same storage
         "image_source": image_source(),
         "mlflow": mlflow_tracking(),
+        "model_registry": ModelRegistry(tracking_uri=_env_or("MLFLOW_TRACKING_URI", local_tracking_uri())),
         "serving_target": serving_target(),
     }

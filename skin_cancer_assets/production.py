@@ -3,8 +3,9 @@
 Confirmed diagnoses (feedback) are joined to predictions by prediction id; the last
 confirmation of a prediction counts. Proportions come with Wilson 95 % intervals, which stay
 inside [0, 1] and are honest for the small counts feedback usually has. Drift compares the
-image statistics serving logs with the same statistics of the training images, by a
-two-sample Kolmogorov-Smirnov test per statistic (scipy's).
+image statistics serving logs with the same statistics of the training images, and each served
+version's probabilities with its own outputs on its validation images, by two-sample
+Kolmogorov-Smirnov tests (scipy's).
 """
 
 from collections import Counter, defaultdict
@@ -13,17 +14,28 @@ import numpy as np
 
 from skin_cancer_contract.data import CLASSES, MALIGNANT
 from skin_cancer_contract.evaluation import wilson_interval
+from skin_cancer_contract.monitoring import PREDICTIONS
 
 MALIGNANT_NAME, BENIGN_NAME = CLASSES[MALIGNANT], CLASSES[1 - MALIGNANT]
 
 
-def prediction_summary(predictions: list[dict]) -> dict:
-    """Count, count by model version and malignant rate of one day's predictions."""
+def prediction_summary(predictions: list[dict], drops: list[dict]) -> dict:
+    """Count, count by model version, malignant rate and server-side latency of one day's
+    predictions, and how many serving dropped (its drop counts of that day, by reason)."""
     malignant = sum(1 for record in predictions if record["label"] == MALIGNANT_NAME)
+    latencies = [record["latency_ms"] for record in predictions if "latency_ms" in record]  # older records have none
+    dropped: Counter = Counter()
+    for record in drops:
+        if record["kind"] == PREDICTIONS:
+            dropped[record["reason"]] += record["count"]
     return {
         "count": len(predictions),
         "by_model_version": dict(sorted(Counter(str(record["model_version"]) for record in predictions).items())),
         "malignant_rate": malignant / len(predictions) if predictions else None,
+        "latency_p50_ms": float(np.percentile(latencies, 50)) if latencies else None,
+        "latency_p95_ms": float(np.percentile(latencies, 95)) if latencies else None,
+        "dropped_records": sum(dropped.values()),
+        "dropped_by_reason": dict(sorted(dropped.items())),
     }
 
 
@@ -104,18 +116,42 @@ def image_drift(reference: np.ndarray, predictions: list[dict], p_value: float =
     """
     if len(predictions) < MIN_DRIFT_SAMPLES:
         return {"samples": len(predictions), "drifted": None, "reason": f"fewer than {MIN_DRIFT_SAMPLES} predictions", "tests": {}}
-    from scipy.stats import ks_2samp  # here: every run process imports the code location, deploys too
-
     production = statistics_table([r["channel_mean"] for r in predictions], [r["channel_std"] for r in predictions])
-    tests = {}
-    for column, name in enumerate(STATISTICS):
-        result = ks_2samp(reference[:, column], production[:, column])
-        tests[name] = {
-            "ks_statistic": float(result.statistic),
-            "p_value": float(result.pvalue),
-            "training_median": float(np.median(reference[:, column])),
-            "production_median": float(np.median(production[:, column])),
-            "drifted": bool(result.pvalue < p_value),
-        }
+    tests = {name: ks_test(reference[:, column], production[:, column], p_value) for column, name in enumerate(STATISTICS)}
     drifted = sorted(name for name, test in tests.items() if test["drifted"])
     return {"samples": len(predictions), "drifted": bool(drifted), "drifted_statistics": drifted, "p_value": p_value, "tests": tests}
+
+
+def probability_drift(reference_of, predictions: list[dict], p_value: float = DRIFT_P_VALUE) -> dict[str, dict]:
+    """Per served model version: whether its probabilities of the day still look like its own
+    outputs on its validation images. `reference_of(version)`: those outputs, or None when the
+    version has none; a version with too few predictions or references gets a reason instead."""
+    served: dict[str, list[float]] = defaultdict(list)
+    for record in predictions:
+        served[str(record["model_version"])].append(record["probability_malignant"])
+    verdicts = {}
+    for version, probabilities in sorted(served.items()):
+        reference = reference_of(version)
+        entry = {"samples": len(probabilities), "reference_samples": len(reference) if reference is not None else 0}
+        if reference is None:
+            entry |= {"drifted": None, "reason": f"version {version} logged no validation probabilities"}
+        elif min(len(probabilities), len(reference)) < MIN_DRIFT_SAMPLES:
+            entry |= {"drifted": None, "reason": f"fewer than {MIN_DRIFT_SAMPLES} predictions or validation probabilities"}
+        else:
+            entry |= ks_test(np.asarray(reference, dtype=np.float64), np.asarray(probabilities, dtype=np.float64), p_value)
+        verdicts[version] = entry
+    return verdicts
+
+
+def ks_test(reference: np.ndarray, production: np.ndarray, p_value: float) -> dict:
+    """Two-sample Kolmogorov-Smirnov test of one figure: production against its reference."""
+    from scipy.stats import ks_2samp  # here: every run process imports the code location, deploys too
+
+    result = ks_2samp(reference, production)
+    return {
+        "ks_statistic": float(result.statistic),
+        "p_value": float(result.pvalue),
+        "reference_median": float(np.median(reference)),
+        "production_median": float(np.median(production)),
+        "drifted": bool(result.pvalue < p_value),
+    }

@@ -46,6 +46,8 @@ class TrainedModel:
     fold_metrics: list[dict[str, float]]
     margin_specificity_cost: float
     """Validation specificity lost to the recall margin: at the threshold without it, less at `threshold`."""
+    validation_probabilities: np.ndarray
+    """The model's outputs on the shared validation split, the reference of production's."""
 
 
 def train(
@@ -66,7 +68,8 @@ def train(
     threshold = threshold_for_recall(labels[val_idx], val_probs, config.target_recall, config.recall_confidence)
     metrics = evaluate(labels[val_idx], val_probs, threshold)
     without_margin = evaluate(labels[val_idx], val_probs, threshold_for_recall(labels[val_idx], val_probs, config.target_recall))
-    return TrainedModel(model, history, threshold, metrics, fold_metrics, without_margin["specificity"] - metrics["specificity"])
+    margin_cost = without_margin["specificity"] - metrics["specificity"]
+    return TrainedModel(model, history, threshold, metrics, fold_metrics, margin_cost, val_probs)
 
 
 def validation_split(labels: np.ndarray, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -3,6 +3,8 @@
 Serving appends prediction and feedback records as JSON Lines files, one per flush, under
 `predictions/date=YYYY-MM-DD/` and `feedback/date=YYYY-MM-DD/` of the project's storage: the
 state folder's `storage/` on disk, or the bucket AWS_BUCKET under AWS_PREFIX, beside the assets.
+Records it had to drop are counted under `drops/date=YYYY-MM-DD/` (the day of the dropped
+records): {"time", "day", "kind", "reason", "count"}.
 """
 
 import json
@@ -15,7 +17,8 @@ import numpy as np
 
 from skin_cancer_contract.data import CLASSES
 
-PREDICTIONS, FEEDBACK = "predictions", "feedback"
+PREDICTIONS, FEEDBACK, DROPS = "predictions", "feedback", "drops"
+KINDS = (PREDICTIONS, FEEDBACK, DROPS)
 DEFAULT_STATE_FOLDER = "state"
 """SKIN_CANCER_STATE when unset, relative to the working directory."""
 LOCAL_STORAGE_FOLDER = "storage"
@@ -44,8 +47,8 @@ def storage_prefix(environ: Mapping[str, str]) -> str:
 
 def partition_prefix(kind: str, day: str) -> str:
     """`predictions/date=2026-11-29/`: every record of one kind written on one UTC day."""
-    if kind not in (PREDICTIONS, FEEDBACK):
-        raise ValueError(f"unknown record kind {kind!r}: choose {PREDICTIONS!r} or {FEEDBACK!r}")
+    if kind not in KINDS:
+        raise ValueError(f"unknown record kind {kind!r}: choose one of {', '.join(KINDS)}")
     return f"{kind}/date={day}/"
 
 

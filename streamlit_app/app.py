@@ -1,7 +1,9 @@
-"""The inference page: upload lesion images, ask serving, and read each answer with the model behind it.
+"""The inference page: upload lesion images, ask serving, and read each answer with the model behind it;
+and the Production page: links to the day's monitoring figures in Dagster, plots of serving's recent answers.
 
-Run with `streamlit run streamlit_app/app.py`; serving is found at $SERVING_URL. With
-$SERVING_FEEDBACK_TOKEN (serving's), each result offers to confirm its diagnosis.
+Run with `streamlit run streamlit_app/app.py`; serving is found at $SERVING_URL, the Dagster UI that
+the Production page links to at $DAGSTER_UI_URL. With $SERVING_FEEDBACK_TOKEN (serving's), each
+result offers to confirm its diagnosis.
 
 Streamlit reruns this script on every interaction, so what does not change between reruns is
 cached: one HTTP client per serving URL, serving's limits, its status and model card for a few
@@ -19,6 +21,7 @@ from skin_cancer_contract.data import CLASSES, MALIGNANT
 from skin_cancer_contract.evaluation import METRIC_LABELS as LABEL_OF_METRIC
 from skin_cancer_contract.imaging import ImageDecodeError, open_image
 from streamlit_app.client import FileRejected, Limits, Readiness, ServingClient, ServingError
+from streamlit_app.monitoring import asset_links, recent_figures
 from streamlit_app.results import prediction_rows, to_csv, to_json
 
 DISCLAIMER = (
@@ -31,6 +34,7 @@ THUMBNAIL_WIDTH = 160
 STATUS_TTL_S = 5
 STATUS_REFRESH_S = 10
 THUMBNAIL_MAX_PIXELS = DEFAULT_MAX_IMAGE_PIXELS  # serving's default: larger uploads get no preview
+DEFAULT_DAGSTER_UI_URL = "http://127.0.0.1:3000"  # make dev's Dagster webserver (DAGSTER_UI_URL)
 
 
 @st.cache_resource
@@ -215,11 +219,13 @@ def forget_outcomes() -> None:
     st.session_state.pop("outcomes", None)
 
 
-def main() -> None:
-    st.set_page_config(page_title="Skin lesion classifier", page_icon="🔬", layout="wide")
-    st.set_option("client.showErrorDetails", "none")  # a bug must not show users a traceback
-    st.set_option("client.toolbarMode", "viewer")
-    base_url = os.environ.get("SERVING_URL", DEFAULT_SERVING_URL)
+def serving_url() -> str:
+    return os.environ.get("SERVING_URL", DEFAULT_SERVING_URL)
+
+
+def classify_page() -> None:
+    """Upload images, predict, read and download the answers."""
+    base_url = serving_url()
     client = serving_client(base_url)
     try:
         limits = serving_limits(base_url)
@@ -227,8 +233,6 @@ def main() -> None:
         limits = Limits()  # serving's defaults while it cannot be asked
     st.title("Skin lesion classifier")
     st.warning(DISCLAIMER)
-    with st.sidebar:
-        show_serving_status(base_url)
 
     uploads = st.file_uploader(
         "Dermoscopy images (JPEG or PNG)",
@@ -258,6 +262,66 @@ def main() -> None:
         for index, upload in enumerate(uploads):
             show_image(columns[index % 4], upload)
             columns[index % 4].caption(upload.name)
+
+
+@st.cache_data(ttl=STATUS_TTL_S, show_spinner=False)
+def recent_predictions(base_url: str) -> dict:
+    """Serving's recent predictions; errors are not cached, so a down server is asked again."""
+    return serving_client(base_url).recent_predictions()
+
+
+def production_page() -> None:
+    """Links to the day's monitoring figures in Dagster, and plots of what serving answered lately."""
+    base_url = serving_url()
+    st.title("Production")
+    dagster_ui_url = os.environ.get("DAGSTER_UI_URL", DEFAULT_DAGSTER_UI_URL)
+    st.markdown(
+        "The day's figures (predictions by model version, latency, dropped records, drift of the images and of "
+        "the probabilities, accuracy against confirmed diagnoses) are Dagster assets, one partition per UTC day, "
+        f"materialized each night by the schedule `monitor_yesterday`. Open them in the Dagster UI ({dagster_ui_url}):"
+    )
+    st.markdown("\n".join(f"- [{name}]({url})" for name, url in asset_links(dagster_ui_url).items()))
+    if st.button("Refresh"):
+        recent_predictions.clear()
+    try:
+        answer = recent_predictions(base_url)
+    except ServingError as error:
+        st.error(str(error))
+        return
+    st.subheader("This serving process since it started")
+    st.caption(f"{base_url}, started at {answer['started_at']}; the last {len(answer['recent'])} predictions below")
+    figures = recent_figures(answer["recent"])
+    columns = st.columns(4)
+    columns[0].metric("Predictions", answer["predictions"])
+    columns[1].metric("Written to the prediction log", answer["written"])
+    columns[2].metric("Dropped by the prediction log", answer["dropped"])
+    columns[3].metric("Called malignant", "-" if figures["malignant_share"] is None else f"{figures['malignant_share']:.0%}")
+    if not answer["recent"]:
+        st.info("No predictions since serving started.")
+        return
+    latency = st.columns(2)
+    latency[0].metric("Latency p50", f"{figures['latency_p50_ms']:.0f} ms")
+    latency[1].metric("Latency p95", f"{figures['latency_p95_ms']:.0f} ms")
+    st.caption("Probabilities of malignant")
+    st.bar_chart(figures["histogram"], x="probability of malignant", y="predictions")
+    st.caption("Latency in the server, per prediction (ms)")
+    latencies = {"time": [row["time"] for row in answer["recent"]], "latency ms": [row["latency_ms"] for row in answer["recent"]]}
+    st.line_chart(latencies, x="time", y="latency ms")
+
+
+def main() -> None:
+    st.set_page_config(page_title="Skin lesion classifier", page_icon="🔬", layout="wide")
+    st.set_option("client.showErrorDetails", "none")  # a bug must not show users a traceback
+    st.set_option("client.toolbarMode", "viewer")
+    page = st.navigation(
+        [
+            st.Page(classify_page, title="Classify", icon=":material/biotech:", default=True),
+            st.Page(production_page, title="Production", icon=":material/monitoring:", url_path="production"),
+        ]
+    )
+    with st.sidebar:
+        show_serving_status(serving_url())
+    page.run()
 
 
 main()

@@ -102,13 +102,20 @@ class ServingClient:
 
     def model_card(self) -> dict:
         """The loaded model's name, version, class, metrics, threshold, ... (GET /model)."""
-        response = self._request("GET", "/model", self._timeout)
-        self._raise_for_unavailable(response, "/model")
+        return self._get("/model")
+
+    def recent_predictions(self) -> dict:
+        """What this serving process answered since it started (GET /monitoring/recent): counts and
+        the last predictions with their probability, label, version and latency."""
+        return self._get("/monitoring/recent")
+
+    def _get(self, path: str) -> dict:
+        """The JSON object serving answers GET `path` with; any refusal is ServingUnavailable, with serving's reason."""
+        response = self._request("GET", path, self._timeout)
+        self._raise_for_unavailable(response, path)
         if response.status_code >= 400:
-            raise ServingUnavailable(
-                f"The prediction service refused GET /model (HTTP {response.status_code}): {_detail(response)}"
-            )
-        return self._json(response, "/model")
+            raise ServingUnavailable(f"The prediction service refused GET {path} (HTTP {response.status_code}): {_detail(response)}")
+        return self._json(response, path)
 
     def limits(self) -> Limits:
         """Serving's upload limits (GET /info); its defaults when this serving does not say."""

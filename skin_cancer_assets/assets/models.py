@@ -16,7 +16,7 @@ from skin_cancer_assets.profiles import Profile
 from skin_cancer_assets.training_config import config_class_for
 from skin_cancer_assets.versioning import code_version
 from skin_cancer_contract.evaluation import METRICS, evaluate, split_digest
-from skin_cancer_contract.registry import REGISTERED_MODEL_NAME
+from skin_cancer_contract.registry import REGISTERED_MODEL_NAME, VALIDATION_PROBABILITIES
 
 FIGURES = ("learning_curves.png", "confusion_matrix.png")
 TRAINING_IMAGES = "training_images.json"
@@ -74,6 +74,7 @@ def model_asset(spec: ModelSpec, profile: Profile, gpu_tags: dict) -> dg.AssetsD
                 context.log.info(f"{spec.name} {prefix}epoch {epoch + 1}/{config.epochs}: {shown}")
 
             trained = training.train(spec, config, train_images, train_labels, log_epoch)
+            mlflow.log_dict({"probability_malignant": [round(float(p), 6) for p in trained.validation_probabilities]}, VALIDATION_PROBABILITIES)
             probs = training.predict(trained.model, test_images, config.batch_size)
             test = evaluate(test_labels, probs, trained.threshold)
             seconds = time.monotonic() - started

@@ -10,10 +10,18 @@ from datetime import date, timedelta
 import dagster as dg
 import numpy as np
 
+from resources.model_registry import ModelRegistry
 from resources.production_log import ProductionLog
 from skin_cancer_assets.jobs import MONITORING, RUN_KIND
-from skin_cancer_assets.production import image_drift, performance, performance_table, prediction_summary, statistics_table
-from skin_cancer_contract.monitoring import FEEDBACK, PREDICTIONS, channel_statistics
+from skin_cancer_assets.production import (
+    image_drift,
+    performance,
+    performance_table,
+    prediction_summary,
+    probability_drift,
+    statistics_table,
+)
+from skin_cancer_contract.monitoring import DROPS, FEEDBACK, PREDICTIONS, channel_statistics
 
 DAILY = dg.DailyPartitionsDefinition(start_date="2026-01-01", end_offset=1)
 """Every UTC day from the first that serving could log; `end_offset=1` offers today's partition too."""
@@ -23,14 +31,19 @@ FEEDBACK_WINDOW_DAYS = 30
 
 @dg.asset(group_name="monitoring", partitions_def=DAILY, kinds={"json"})
 def production_predictions(context: dg.AssetExecutionContext, production_log: ProductionLog) -> dg.MaterializeResult:
-    """The day's predictions: how many, by model version, and the share called malignant."""
+    """The day's predictions: how many, by model version, the share called malignant, serving's
+    latency (p50, p95: from the route's start to the answer) and the records serving dropped."""
     day = context.partition_key
-    summary = prediction_summary(production_log.records(PREDICTIONS, day))
+    summary = prediction_summary(production_log.records(PREDICTIONS, day), production_log.records(DROPS, day))
     return dg.MaterializeResult(
         metadata={
             "count": summary["count"],
             "by_model_version": dg.MetadataValue.json(summary["by_model_version"]),
             "malignant_rate": summary["malignant_rate"],
+            "latency_p50_ms": summary["latency_p50_ms"],
+            "latency_p95_ms": summary["latency_p95_ms"],
+            "dropped_records": summary["dropped_records"],
+            "dropped_by_reason": dg.MetadataValue.json(summary["dropped_by_reason"]),
             "records": dg.MetadataValue.path(production_log.where(PREDICTIONS, day)),
         }
     )
@@ -70,31 +83,55 @@ DRIFT_CHECK = "drift_within_bounds"
     partitions_def=DAILY,
     deps=[production_predictions],
     kinds={"scipy"},
-    check_specs=[dg.AssetCheckSpec(DRIFT_CHECK, asset="production_drift", description="The day's images look like the training images.")],
+    check_specs=[
+        dg.AssetCheckSpec(
+            DRIFT_CHECK, asset="production_drift",
+            description="The day's images look like the training images, and each served version's probabilities like its validation outputs.",
+        )
+    ],
 )
-def production_drift(context: dg.AssetExecutionContext, production_log: ProductionLog, train_images: np.ndarray) -> dg.MaterializeResult:
+def production_drift(
+    context: dg.AssetExecutionContext, production_log: ProductionLog, model_registry: ModelRegistry, train_images: np.ndarray
+) -> dg.MaterializeResult:
     """Drift of the day's image statistics (per-channel mean and spread, as serving logs them)
-    from those of the training images, with the figures that decided it."""
-    drift = image_drift(statistics_table(*channel_statistics(train_images)), production_log.records(PREDICTIONS, context.partition_key))
+    from those of the training images, and of each served version's probabilities from its
+    outputs on its validation images, with the figures that decided it."""
+    predictions = production_log.records(PREDICTIONS, context.partition_key)
+    images = image_drift(statistics_table(*channel_statistics(train_images)), predictions)
+    probabilities = probability_drift(model_registry.validation_probabilities, predictions)
     figures = {
-        "samples": drift["samples"],
-        "drifted_statistics": dg.MetadataValue.json(drift.get("drifted_statistics", [])),
-        "tests": dg.MetadataValue.json(drift["tests"]),
+        "samples": images["samples"],
+        "drifted_statistics": dg.MetadataValue.json(images.get("drifted_statistics", [])),
+        "tests": dg.MetadataValue.json(images["tests"]),
+        "drifted_versions": dg.MetadataValue.json(sorted(v for v, entry in probabilities.items() if entry["drifted"])),
+        "probability_tests": dg.MetadataValue.json(probabilities),
     }
-    if drift["drifted"] is None:
-        description = f"no verdict: {drift['reason']}"
-    elif drift["drifted"]:
-        description = f"drifted: {', '.join(drift['drifted_statistics'])} (Kolmogorov-Smirnov p < {drift['p_value']})"
-    else:
-        description = f"no statistic drifted at p < {drift['p_value']}"
+    verdict = drift_verdict(images, probabilities)
     check = dg.AssetCheckResult(
         check_name=DRIFT_CHECK,
-        passed=not drift["drifted"],
+        passed=not images["drifted"] and not any(entry["drifted"] for entry in probabilities.values()),
         severity=dg.AssetCheckSeverity.WARN,
-        description=description,
-        metadata={**figures, "verdict": description},
+        description=verdict,
+        metadata={**figures, "verdict": verdict},
     )
-    return dg.MaterializeResult(metadata={**figures, "verdict": description}, check_results=[check])
+    return dg.MaterializeResult(metadata={**figures, "verdict": verdict}, check_results=[check])
+
+
+def drift_verdict(images: dict, probabilities: dict[str, dict]) -> str:
+    """One line per test family: what drifted, or why there is no verdict."""
+    if images["drifted"] is None:
+        lines = [f"images: no verdict: {images['reason']}"]
+    elif images["drifted"]:
+        lines = [f"images drifted: {', '.join(images['drifted_statistics'])} (Kolmogorov-Smirnov p < {images['p_value']})"]
+    else:
+        lines = [f"images: no statistic drifted at p < {images['p_value']}"]
+    for version, entry in probabilities.items():
+        if entry["drifted"] is None:
+            lines.append(f"probabilities of version {version}: no verdict: {entry['reason']}")
+        else:
+            shift = f"median {entry['reference_median']:.3f} on validation, {entry['production_median']:.3f} served; p = {entry['p_value']:.3g}"
+            lines.append(f"probabilities of version {version} {'drifted' if entry['drifted'] else 'did not drift'} ({shift})")
+    return "\n".join(lines)
 
 
 monitor_production = dg.define_asset_job(

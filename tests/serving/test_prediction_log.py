@@ -5,9 +5,12 @@ import hashlib
 import json
 import time
 
+import dagster as dg
 import httpx
 import numpy as np
 import pytest
+from skin_cancer_assets.assets.monitoring import production_predictions
+from skin_cancer_assets.environment import build_resources, profile_from_env
 from skin_cancer_contract.imaging import resize_images
 from tests.resources.s3_support import ACCESS_KEY, REGION, SECRET_KEY, S3Server
 from tests.serving.serving_support import DATASET, Serving, metric_delta, metric_samples
@@ -15,7 +18,7 @@ from tests.serving.serving_support import DATASET, Serving, metric_delta, metric
 FEEDBACK_TOKEN = "feedback-test-token"
 RECORD_FIELDS = {
     "prediction_id", "time", "model_name", "model_version", "probability_malignant", "label", "threshold",
-    "sha256", "width", "height", "channel_mean", "channel_std",
+    "sha256", "width", "height", "channel_mean", "channel_std", "latency_ms",
 }
 
 
@@ -130,6 +133,7 @@ def _check_traffic_lands(server: Serving, images, read_kind) -> None:
         assert record["probability_malignant"] == pytest.approx(prediction["probability_malignant"])
         assert record["label"] == prediction["label"]
         assert record["model_version"] == predictions[0]["model_version"]
+        assert 0 < record["latency_ms"] < 60_000
         assert all(0 < m < 255 for m in record["channel_mean"]) and all(0 < s < 128 for s in record["channel_std"])
     for index, record in enumerate(by_id[i] for i in inferred["parameters"]["prediction_ids"]):
         assert record["sha256"] == by_id[predictions[index]["prediction_id"]]["sha256"]
@@ -198,11 +202,13 @@ def test_feedback_is_disabled_without_a_token(client):
     assert "SERVING_FEEDBACK_TOKEN" in response.json()["detail"]
 
 
-def test_storage_stopped_mid_traffic_fails_no_request(tmp_path_factory, smoke_champion, images):
-    """A dedicated S3 server dies under traffic: every request still answers 200; the lost records are counted."""
+def test_storage_stopped_mid_traffic_fails_no_request(tmp_path_factory, smoke_champion, images, monkeypatch):
+    """A dedicated S3 server dies under traffic: every request still answers 200; the lost records are
+    counted, and once the storage is back, the day's `production_predictions` reports them."""
     s3 = S3Server(tmp_path_factory.mktemp("doomed-s3"))
     bucket = s3.new_bucket()
     server = _serving(tmp_path_factory, smoke_champion, "log-doomed", PREDICTION_LOG_CAPACITY="4", **_s3_env(s3, bucket))
+    day = time.strftime("%Y-%m-%d", time.gmtime())
     try:
         with httpx.Client(base_url=server.url, timeout=60) as client:
             before = metric_samples(client)
@@ -222,6 +228,12 @@ def test_storage_stopped_mid_traffic_fails_no_request(tmp_path_factory, smoke_ch
                 if written + full + failed == sent:
                     break
                 time.sleep(0.5)
+            s3.start()  # moto kept nothing: the bucket is new and empty, the drop counts not yet written
+            s3.client().create_bucket(Bucket=bucket)
+            drops = f"monitoring-suite/drops/date={day}/"
+            _wait_for(lambda: s3.client().list_objects_v2(Bucket=bucket, Prefix=drops).get("Contents", []), 1, "the drop counts")
+        server.stop()  # flushes what is left
+        figures = _production_predictions(day, _s3_env(s3, bucket), monkeypatch)
     finally:
         server.stop()
         s3.stop()
@@ -229,3 +241,32 @@ def test_storage_stopped_mid_traffic_fails_no_request(tmp_path_factory, smoke_ch
     assert full > 0 and failed > 0, (full, failed)
     assert written + full + failed == sent
     assert "dropped" in server.service.log_tail(20000) and "queue is full" in server.service.log_tail(20000)
+    assert figures["dropped_records"] == full + failed
+    assert figures["dropped_by_reason"] == {"queue_full": full, "storage_error": failed}
+    assert figures["count"] == 0  # what was written before the outage went with moto's memory
+
+
+def _production_predictions(day: str, env: dict, monkeypatch) -> dict:
+    """The metadata of `production_predictions` for `day`, with the storage of `env`."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    result = dg.materialize(
+        [production_predictions], partition_key=day, resources={"production_log": build_resources(profile_from_env())["production_log"]}
+    )
+    return {name: value.value for name, value in result.asset_materializations_for_node("production_predictions")[0].metadata.items()}
+
+
+def test_recent_predictions_show_what_this_process_answered(local_serving, images):
+    """GET /monitoring/recent, which the app's Production view plots."""
+    with httpx.Client(base_url=local_serving.url, timeout=60) as client:
+        before = client.get("/monitoring/recent").json()
+        predictions = _predict(client, images)
+        after = client.get("/monitoring/recent").json()
+        local_serving.wait_until(lambda c: c.get("/monitoring/recent").json()["written"] == after["predictions"], "wrote every record")
+    assert after["predictions"] == before["predictions"] + len(images)
+    assert after["started_at"] == before["started_at"] and after["dropped"] == 0
+    recent = after["recent"][-len(images):]
+    assert [r["probability_malignant"] for r in recent] == pytest.approx([p["probability_malignant"] for p in predictions])
+    assert [r["label"] for r in recent] == [p["label"] for p in predictions]
+    assert all(r["model_version"] == p["model_version"] and r["latency_ms"] > 0 for r, p in zip(recent, predictions))
+    assert set(recent[0]) == {"time", "model_version", "probability_malignant", "label", "latency_ms"}  # no image facts

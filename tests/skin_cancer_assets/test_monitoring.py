@@ -9,12 +9,14 @@ from pathlib import Path
 
 import dagster as dg
 import httpx
+import numpy as np
 import pytest
 from PIL import Image
 
 from skin_cancer_assets.assets.monitoring import production_drift, production_performance, production_predictions
 from skin_cancer_assets.definitions import defs
 from skin_cancer_assets.environment import build_resources, profile_from_env
+from skin_cancer_assets.production import MIN_DRIFT_SAMPLES, probability_drift
 from skin_cancer_contract.evaluation import wilson_interval
 from tests.resources.s3_support import ACCESS_KEY, REGION, SECRET_KEY
 from tests.serving.serving_support import DATASET, Serving
@@ -92,6 +94,8 @@ def test_the_days_partitions_count_and_score_what_serving_logged(storage, tmp_pa
     assert summary["count"] == len(predictions) == 2 * PER_CLASS
     assert summary["by_model_version"] == {version: len(predictions)}
     assert summary["malignant_rate"] == pytest.approx(len(malignant) / len(predictions))
+    assert 0 < summary["latency_p50_ms"] <= summary["latency_p95_ms"] < 120_000
+    assert (summary["dropped_records"], summary["dropped_by_reason"]) == (0, {})
     label_of = {p["prediction_id"]: p["label"] for p in predictions}
     figures = scored["performance"][version]
     assert (figures["predictions"], figures["confirmed"], scored["confirmed"]) == (len(predictions), len(truth), len(truth))
@@ -115,6 +119,7 @@ def test_a_day_without_traffic_materializes_empty(tmp_path, monkeypatch):
     monkeypatch.delenv("AWS_BUCKET", raising=False)
     summary, scored = _materialize(build_resources(profile_from_env()), "2026-03-01", min_confirmed=1)
     assert (summary["count"], summary["by_model_version"], summary["malignant_rate"]) == (0, {}, None)
+    assert (summary["latency_p50_ms"], summary["dropped_records"]) == (None, 0)
     assert scored["performance"] == {} and scored["table"] == "no predictions on 2026-03-01"
 
 
@@ -164,8 +169,27 @@ def test_darkened_images_trip_the_drift_check_and_real_ones_do_not(tmp_path, pip
     real, darkened = verdicts["real"], verdicts["darkened"]
     assert real.passed, real.description
     assert real.metadata["samples"].value == len(paths)
+    version = smoke_champion["version"]
+    served = real.metadata["probability_tests"].value[version]
+    assert served["drifted"] is False and served["samples"] == len(paths), served
+    assert served["reference_samples"] >= MIN_DRIFT_SAMPLES  # the smoke champion's validation outputs, from its run
+    assert f"probabilities of version {version} did not drift" in real.description
+    assert darkened.metadata["probability_tests"].value[version]["drifted"] is not None
     assert not darkened.passed and darkened.severity == dg.AssetCheckSeverity.WARN
     drifted = darkened.metadata["drifted_statistics"].value
     assert {"channel_mean_r", "channel_mean_g", "channel_mean_b"} <= set(drifted), darkened.description
     tests = darkened.metadata["tests"].value
-    assert tests["channel_mean_r"]["production_median"] < 0.6 * tests["channel_mean_r"]["training_median"]
+    assert tests["channel_mean_r"]["production_median"] < 0.6 * tests["channel_mean_r"]["reference_median"]
+
+
+def test_probability_drift_compares_each_version_with_its_own_validation_outputs():
+    rng = np.random.default_rng(0)
+    validation = {"3": list(rng.beta(2, 5, 200)), "4": list(rng.beta(2, 5, 200))}
+    served = [{"model_version": "3", "probability_malignant": p} for p in rng.beta(2, 5, 100)]
+    served += [{"model_version": "4", "probability_malignant": p} for p in rng.beta(5, 2, 100)]  # skewed to malignant
+    served += [{"model_version": "5", "probability_malignant": 0.5}] * 10
+    verdicts = probability_drift(validation.get, served)
+    assert verdicts["3"]["drifted"] is False and verdicts["3"]["p_value"] > 0.01
+    assert verdicts["4"]["drifted"] is True and verdicts["4"]["production_median"] > verdicts["4"]["reference_median"]
+    assert (verdicts["4"]["samples"], verdicts["4"]["reference_samples"]) == (100, 200)
+    assert verdicts["5"] == {"samples": 10, "reference_samples": 0, "drifted": None, "reason": "version 5 logged no validation probabilities"}

@@ -21,7 +21,7 @@ from skin_cancer_assets.model_zoo import ZOO, build_model
 from skin_cancer_assets.training_config import TrainingConfig
 from skin_cancer_contract.evaluation import split_digest
 from skin_cancer_contract.imaging import decode_image
-from skin_cancer_contract.registry import CHAMPION_ALIAS, REGISTERED_MODEL_NAME
+from skin_cancer_contract.registry import CHAMPION_ALIAS, REGISTERED_MODEL_NAME, VALIDATION_PROBABILITIES
 from tests.conftest import DATASET, REPO
 from tests.skin_cancer_assets.pipeline import (
     ELECTION,
@@ -63,6 +63,8 @@ def test_each_model_logs_its_own_run_with_params_curves_and_metrics(smoke_champi
         train_images = int(run.data.params["train_images"])
         assert len(fitted) == train_images - math.ceil(0.2 * train_images)  # the rest is the validation split
         assert all(len(sha256) == 64 for sha256 in fitted)
+        reference = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/{VALIDATION_PROBABILITIES}")["probability_malignant"]
+        assert len(reference) == math.ceil(0.2 * train_images) and all(0 <= p <= 1 for p in reference)  # production_drift's reference
     crossval = runs["crossval_cnn"].data.metrics
     assert {"fold_0_val_roc_auc", "fold_1_val_roc_auc", "cv_mean_val_roc_auc"} <= set(crossval)
     history = client.get_metric_history(runs["basic_cnn"].info.run_id, "loss")

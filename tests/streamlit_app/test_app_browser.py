@@ -53,3 +53,21 @@ def test_serving_stopped_in_the_browser(page, stopped_serving_url, benign_image,
         save_screenshot(page, "serving-stopped")
     finally:
         service.stop()
+
+
+def test_production_view_in_the_browser(page, app_url, serving_url, benign_image, save_screenshot):
+    """The Production page: links to the monitoring assets in the Dagster UI, serving's counts and plots."""
+    files = [("file", (benign_image.name, benign_image.read_bytes(), "image/jpeg"))] * 3
+    assert httpx.post(f"{serving_url}/predict", files=files, timeout=120).status_code == 200
+    answer = httpx.get(f"{serving_url}/monitoring/recent").json()
+
+    page.goto(f"{app_url}/production")
+    main = page.get_by_test_id("stMain")
+    expect(main.get_by_role("heading", name="Production")).to_be_visible(timeout=TIMEOUT_MS)
+    for asset in ("production_predictions", "production_drift", "production_performance"):
+        expect(main.get_by_role("link", name=asset)).to_have_attribute("href", f"http://127.0.0.1:3000/assets/{asset}")
+    expect(main.get_by_test_id("stMetricValue").first).to_have_text(str(answer["predictions"]), timeout=TIMEOUT_MS)
+    expect(main.get_by_test_id("stMetricLabel").filter(has_text="Latency p95")).to_be_visible()
+    expect(main.get_by_test_id("stVegaLiteChart")).to_have_count(2, timeout=TIMEOUT_MS)
+    expect(page.get_by_text("Traceback")).to_have_count(0)
+    save_screenshot(page, "production", docs="streamlit-production.png")

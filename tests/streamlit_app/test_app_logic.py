@@ -11,6 +11,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 from tests.serving.serving_support import metric_delta, metric_samples
 
+from streamlit_app.monitoring import asset_links, recent_figures
 from streamlit_app.results import COLUMNS, to_csv, to_json
 
 APP = Path(__file__).resolve().parents[2] / "streamlit_app" / "app.py"
@@ -151,3 +152,17 @@ def test_the_uploader_takes_no_larger_file_than_serving(monkeypatch, serving_url
     app = run_app(monkeypatch, serving_url)
     limit = httpx.get(f"{serving_url}/info").json()["limits"]["max_upload_mb"]
     assert app.file_uploader[0].proto.max_upload_size_mb == int(limit)
+
+
+def test_production_figures_of_recent_predictions():
+    recent = [
+        {"probability_malignant": p, "label": "malignant" if p >= 0.5 else "benign", "latency_ms": ms}
+        for p, ms in ((0.05, 10.0), (0.55, 20.0), (0.95, 30.0), (1.0, 40.0))
+    ]
+    figures = recent_figures(recent)
+    assert figures["malignant_share"] == 0.75
+    assert (figures["latency_p50_ms"], figures["latency_p95_ms"]) == (20.0, 40.0)
+    assert figures["histogram"]["predictions"] == [1, 0, 0, 0, 0, 1, 0, 0, 0, 2]  # 1.0 falls in the last bin
+    assert figures["histogram"]["probability of malignant"][0] == "0.0–0.1"
+    assert recent_figures([])["latency_p50_ms"] is None
+    assert asset_links("http://dagster:3000/")["production_drift"] == "http://dagster:3000/assets/production_drift"

@@ -20,7 +20,16 @@ from serving import metrics, v2
 from serving.batcher import MicroBatcher
 from serving.errors import ApiError, install_error_handlers
 from serving.holder import ModelHolder
-from serving.inference import classify, decode_files, decode_off_loop, decode_pool, served_model, settings_of
+from serving.inference import (
+    classify,
+    decode_files,
+    decode_off_loop,
+    decode_pool,
+    log_predictions,
+    prediction_log_of,
+    served_model,
+    settings_of,
+)
 from serving.model import LoadedModel, load_model
 from serving.prediction_log import now_iso, prediction_log_for, prediction_records
 from serving.schemas import (
@@ -41,7 +50,7 @@ from serving.schemas import (
 )
 from serving.settings import Settings
 from serving.uploads import FIELD, read_uploads
-from skin_cancer_contract.monitoring import FEEDBACK, PREDICTIONS
+from skin_cancer_contract.monitoring import FEEDBACK
 from skin_cancer_contract.registry import REGISTERED_MODEL_NAME
 
 
@@ -69,11 +78,13 @@ async def lifespan(app: FastAPI):
     app.state.decode_pool = decode_pool()
     app.state.prediction_log = prediction_log_for(settings)
     batcher.start()
-    app.state.prediction_log.start()
+    if app.state.prediction_log is not None:
+        app.state.prediction_log.start()
     holder.reload()
     yield
     await batcher.stop()
-    app.state.prediction_log.stop()
+    if app.state.prediction_log is not None:
+        app.state.prediction_log.stop()
     app.state.decode_pool.shutdown(wait=False, cancel_futures=True)
 
 
@@ -188,7 +199,7 @@ async def predict(request: Request, model: LoadedModel = Depends(_served_model))
     images, facts = await decode_off_loop(request, decode_files, uploads, model.image_size, settings)
     probabilities = await classify(request, model, images)
     records = prediction_records(model, probabilities, facts, received)
-    request.app.state.prediction_log.submit(PREDICTIONS, records)
+    log_predictions(request, records)
     return PredictResponse(
         model=ModelRef(name=model.name, version=model.version, model_class=model.model_class),
         predictions=[
@@ -205,12 +216,12 @@ async def predict(request: Request, model: LoadedModel = Depends(_served_model))
     )
 
 
-@app.get("/monitoring/recent", response_model=RecentPredictions)
+@app.get("/monitoring/recent", response_model=RecentPredictions, responses={403: {"model": Error}})
 async def recent_predictions(request: Request):
     """The last predictions this process answered (time, version, probability, label, latency; no
     image facts) and how many of its prediction records were written or dropped: what the app's
     Production view plots."""
-    prediction_log = request.app.state.prediction_log
+    prediction_log = prediction_log_of(request)
     return {
         "started_at": prediction_log.started_at,
         "predictions": prediction_log.totals["submitted"],
@@ -260,7 +271,7 @@ async def feedback(request: Request, confirmed: Feedback):
     `status` is `queued`, or `dropped` when the log's queue is full (counted in /metrics).
     """
     record = {"prediction_id": confirmed.prediction_id, "diagnosis": confirmed.diagnosis, "time": now_iso()}
-    queued = request.app.state.prediction_log.submit(FEEDBACK, [record])
+    queued = prediction_log_of(request).submit(FEEDBACK, [record])
     return {"status": "queued" if queued else "dropped", "prediction_id": confirmed.prediction_id}
 
 

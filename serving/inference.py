@@ -1,4 +1,5 @@
-"""What /predict and the V2 routes share: the served model, decoding off the event loop, the batcher."""
+"""What /predict and the V2 routes share: the served model, decoding off the event loop, the batcher,
+the prediction log."""
 
 import asyncio
 import logging
@@ -13,9 +14,10 @@ from serving.errors import ApiError
 from serving.holder import ModelHolder
 from serving.metrics import MODEL_TIMEOUTS
 from serving.model import LoadedModel
-from serving.prediction_log import file_facts
+from serving.prediction_log import PredictionLog, file_facts
 from serving.settings import Settings
 from serving.uploads import decode_uploads
+from skin_cancer_contract.monitoring import PREDICTIONS
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +33,20 @@ def settings_of(request: Request) -> Settings:
 
 def holder_of(request: Request) -> ModelHolder:
     return request.app.state.holder
+
+
+def prediction_log_of(request: Request) -> PredictionLog:
+    """The prediction log, or a 403 when the server runs without one."""
+    prediction_log = request.app.state.prediction_log
+    if prediction_log is None:
+        raise ApiError(403, "the prediction log is off: the server was started with PREDICTION_LOG=off")
+    return prediction_log
+
+
+def log_predictions(request: Request, records: list[dict]) -> None:
+    """Queue the records of answered predictions, unless the prediction log is off."""
+    if request.app.state.prediction_log is not None:
+        request.app.state.prediction_log.submit(PREDICTIONS, records)
 
 
 def served_model(request: Request) -> LoadedModel:
@@ -49,9 +65,10 @@ async def decode_off_loop(request: Request, function, *args):
 
 def decode_files(uploads: list[tuple[str, bytes]], size: int, settings: Settings) -> tuple[np.ndarray, list[dict]]:
     """The uploaded files as one (N, size, size, 3) uint8 batch, and each one's facts for the
-    prediction log (sha256, size, image statistics); blocking, for the decode pool."""
+    prediction log (sha256, size, image statistics; none when the log is off); blocking, for the
+    decode pool."""
     images, sizes = decode_uploads(uploads, size, settings)
-    return images, file_facts(uploads, sizes, images)
+    return images, file_facts(uploads, sizes, images) if settings.log_enabled else [{} for _ in uploads]
 
 
 async def classify(request: Request, model: LoadedModel, images: np.ndarray) -> np.ndarray:

@@ -229,8 +229,11 @@ def prediction_records(model, probabilities, facts: list[dict], received: float)
     ]
 
 
-def prediction_log_for(settings) -> PredictionLog:
-    """The log into the bucket when AWS_BUCKET is set, else into the state folder's storage."""
+def prediction_log_for(settings) -> PredictionLog | None:
+    """The log into the bucket when AWS_BUCKET is set, else into the state folder's storage; None
+    when PREDICTION_LOG=off."""
+    if not settings.log_enabled:
+        return None
     if settings.log_bucket:
         store = S3LogStore(settings.log_bucket, settings.log_prefix, settings.log_region)
     else:

@@ -31,6 +31,9 @@ class Settings:
     """Longest pause between attempts while no model has loaded yet (the pause doubles up to it)."""
     feedback_token: str | None
     """Bearer token of POST /feedback; without it the route answers 403."""
+    log_enabled: bool
+    """PREDICTION_LOG=off: nothing is recorded (no image facts computed, nothing written); the
+    prediction log's routes (POST /feedback, GET /monitoring/recent) answer 403."""
     log_bucket: str | None
     """AWS_BUCKET: the prediction log goes to this bucket under `log_prefix`; else into `log_folder`."""
     log_prefix: str
@@ -58,6 +61,7 @@ class Settings:
             predict_timeout_s=_number("SERVING_PREDICT_TIMEOUT_S", 30),
             load_retry_max_s=_number("SERVING_LOAD_RETRY_MAX_S", 30),
             feedback_token=os.environ.get("SERVING_FEEDBACK_TOKEN") or None,
+            log_enabled=_switch("PREDICTION_LOG", default=True),
             log_bucket=os.environ.get("AWS_BUCKET") or None,
             log_prefix=storage_prefix(os.environ),
             log_region=os.environ.get("AWS_REGION") or None,
@@ -79,3 +83,12 @@ def _number(name: str, default: float) -> float:
     if value < 0:
         raise ValueError(f"environment variable {name}={raw!r} must not be negative")
     return value
+
+
+def _switch(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw not in ("on", "off"):
+        raise ValueError(f"environment variable {name}={raw!r} must be `on` or `off`")
+    return raw == "on"

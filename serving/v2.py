@@ -23,13 +23,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from serving.errors import V2_PREFIX, ApiError
-from serving.inference import classify, decode_files, decode_off_loop, holder_of, served_model, settings_of
+from serving.inference import classify, decode_files, decode_off_loop, holder_of, log_predictions, served_model, settings_of
 from serving.model import LoadedModel
 from serving.prediction_log import pixel_facts, prediction_records
 from serving.settings import Settings
 from serving.uploads import read_body
 from skin_cancer_contract.imaging import resize_images
-from skin_cancer_contract.monitoring import PREDICTIONS
 from skin_cancer_contract.registry import REGISTERED_MODEL_NAME
 
 router = APIRouter(prefix=V2_PREFIX, tags=["Open Inference Protocol (V2)"])
@@ -116,7 +115,7 @@ async def infer(request: Request, name: str, version: str | None = None):
     )
     probabilities = await classify(request, model, images)
     records = prediction_records(model, probabilities, facts, received)
-    request.app.state.prediction_log.submit(PREDICTIONS, records)
+    log_predictions(request, records)
     return _answer(inference_request, outputs, model, records)
 
 
@@ -194,7 +193,7 @@ def _images(tensor: _Input, size: int, settings: Settings) -> tuple[np.ndarray, 
     if tensor.name == PIXELS:
         pixels = _pixels(tensor, settings)
         images = resize_images(pixels, size)
-        return images, pixel_facts(pixels, images)
+        return images, pixel_facts(pixels, images) if settings.log_enabled else [{} for _ in pixels]
     return decode_files(_files(tensor, settings), size, settings)
 
 

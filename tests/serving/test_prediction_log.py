@@ -270,3 +270,28 @@ def test_recent_predictions_show_what_this_process_answered(local_serving, image
     assert [r["label"] for r in recent] == [p["label"] for p in predictions]
     assert all(r["model_version"] == p["model_version"] and r["latency_ms"] > 0 for r, p in zip(recent, predictions))
     assert set(recent[0]) == {"time", "model_version", "probability_malignant", "label", "latency_ms"}  # no image facts
+
+
+def test_with_the_log_off_serving_answers_and_records_nothing(tmp_path_factory, smoke_champion, images):
+    """PREDICTION_LOG=off: predictions are answered (with ids), nothing reaches the storage, and the
+    routes that need the log say it is off."""
+    server = _serving(tmp_path_factory, smoke_champion, "log-off", PREDICTION_LOG="off")
+    try:
+        with httpx.Client(base_url=server.url, timeout=60) as client:
+            predictions = _predict(client, images)
+            infer = client.post(
+                "/v2/models/skin-cancer-classifier/infer",
+                json={"inputs": [{"name": "image_pixels", "datatype": "UINT8", "shape": [1, 2, 2, 3], "data": [0] * 12}]},
+            )
+            refused = [_feedback(client, predictions[0]["prediction_id"], "benign", FEEDBACK_TOKEN), client.get("/monitoring/recent")]
+            time.sleep(1)  # five flush intervals: a running log would have written by now
+            written = metric_samples(client)
+    finally:
+        server.stop()
+    assert len({p["prediction_id"] for p in predictions}) == len(images)
+    assert infer.status_code == 200, infer.text
+    for response in refused:
+        assert response.status_code == 403 and "PREDICTION_LOG=off" in response.json()["detail"], response.text
+    assert not (server.service.log_path.parent / "state" / "storage").exists()
+    counted = {name for (name, _), value in written.items() if name.endswith("_total") and value}
+    assert not {"serving_log_records_written_total", "serving_log_records_dropped_total"} & counted

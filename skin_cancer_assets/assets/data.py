@@ -14,10 +14,12 @@ from skin_cancer_assets.preprocessing import (
     manifest_digest,
     shuffled_splits,
 )
+from skin_cancer_assets.production import statistics_table
 from skin_cancer_assets.profiles import Profile
 from skin_cancer_assets.versioning import code_version
 from skin_cancer_contract.data import LABELS, SPLITS
 from skin_cancer_contract.imaging import decode_image
+from skin_cancer_contract.monitoring import channel_statistics
 
 
 @dg.asset(
@@ -61,6 +63,7 @@ class PreprocessingConfig(dg.Config):
 
 
 PREPROCESSING_VERSION = code_version(decode_image, decode_split)
+STATISTICS_VERSION = code_version(decode_image, decode_split, channel_statistics, statistics_table)
 
 
 @dg.multi_asset(
@@ -77,6 +80,11 @@ PREPROCESSING_VERSION = code_version(decode_image, decode_split)
             )
             for split in SPLITS
         },
+        "train_image_statistics": dg.AssetOut(
+            description="Per-channel mean and standard deviation of each training image, as serving logs them for "
+            "each prediction: the reference of production_drift, a few KB instead of the images.",
+            code_version=STATISTICS_VERSION,
+        ),
     },
     check_specs=[*checks.ARRAY_SHAPES, checks.CLASS_COUNTS],
 )
@@ -117,6 +125,9 @@ def preprocessed_arrays(
         yield dg.Output(labels, output_name=f"{split}_labels", metadata={"count": len(labels), **class_counts})
         image_ids = [e["sha256"] for e in entries if e["path"] not in failed]
         yield dg.Output(image_ids, output_name=f"{split}_image_ids", metadata={"count": len(image_ids)})
+        if split == "train":
+            statistics = statistics_table(*channel_statistics(images))
+            yield dg.Output(statistics, output_name="train_image_statistics", metadata={"shape": str(statistics.shape)})
         yield checks.arrays_shape(split, images, labels, size)
         labels_by_split[split] = labels
     yield checks.class_counts(raw_images, labels_by_split)

@@ -19,9 +19,8 @@ from skin_cancer_assets.production import (
     performance_table,
     prediction_summary,
     probability_drift,
-    statistics_table,
 )
-from skin_cancer_contract.monitoring import DROPS, FEEDBACK, PREDICTIONS, channel_statistics
+from skin_cancer_contract.monitoring import DROPS, FEEDBACK, PREDICTIONS
 
 DAILY = dg.DailyPartitionsDefinition(start_date="2026-01-01", end_offset=1)
 """Every UTC day from the first that serving could log; `end_offset=1` offers today's partition too."""
@@ -91,13 +90,16 @@ DRIFT_CHECK = "drift_within_bounds"
     ],
 )
 def production_drift(
-    context: dg.AssetExecutionContext, production_log: ProductionLog, model_registry: ModelRegistry, train_images: np.ndarray
+    context: dg.AssetExecutionContext,
+    production_log: ProductionLog,
+    model_registry: ModelRegistry,
+    train_image_statistics: np.ndarray,
 ) -> dg.MaterializeResult:
     """Drift of the day's image statistics (per-channel mean and spread, as serving logs them)
     from those of the training images, and of each served version's probabilities from its
     outputs on its validation images, with the figures that decided it."""
     predictions = production_log.records(PREDICTIONS, context.partition_key)
-    images = image_drift(statistics_table(*channel_statistics(train_images)), predictions)
+    images = image_drift(train_image_statistics, predictions)
     probabilities = probability_drift(model_registry.validation_probabilities, predictions)
     figures = {
         "samples": images["samples"],

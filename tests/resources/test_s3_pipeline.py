@@ -26,6 +26,7 @@ STORED = {
     "test_images.npy",
     "test_labels.npy",
     "test_image_ids.json",
+    "train_image_statistics.npy",
     *(f"{spec.name}.keras" for spec in ZOO),
     *(f"{spec.name}_candidate.json" for spec in ZOO),
     "champion_model.json",

@@ -47,6 +47,9 @@ def test_corrupt_and_non_image_files_are_rejected_and_the_run_succeeds(data_copy
     labels = result.output_for_node("preprocessed_arrays", "train_labels")
     assert arrays.dtype == np.uint8 and arrays.shape == (12, 64, 64, 3)
     assert sorted(np.bincount(labels)) == [6, 6]  # both classes: the seed labelled every image 0
+    statistics = result.output_for_node("preprocessed_arrays", "train_image_statistics")
+    sample = arrays[:, ::4, ::4].reshape(12, -1, 3)  # the pixels serving's statistics read
+    assert statistics == pytest.approx(np.concatenate([sample.mean(axis=1), sample.std(axis=1)], axis=1), abs=1e-3)
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks == {"no_train_test_leak": True, "arrays_shape": True, "class_counts": True}
 

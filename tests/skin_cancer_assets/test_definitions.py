@@ -28,7 +28,7 @@ def test_every_asset_of_the_lineage_exists_in_its_group():
     groups = {key.to_user_string(): graph.get(key).group_name for key in graph.get_all_asset_keys()}
     assert groups == {
         "raw_images": "data",
-        **{name: "data" for name in ARRAYS | IMAGE_IDS},
+        **{name: "data" for name in ARRAYS | IMAGE_IDS | {"train_image_statistics"}},
         **{name: "training" for name in MODELS | CANDIDATES},
         "champion_model": "selection",
         "serving_deployment": "serving",
@@ -40,12 +40,13 @@ def test_every_asset_of_the_lineage_exists_in_its_group():
 
 
 def test_lineage_runs_from_raw_images_to_serving():
-    for name in ARRAYS | IMAGE_IDS:
+    for name in ARRAYS | IMAGE_IDS | {"train_image_statistics"}:
         assert _parents(name) == {"raw_images"}
     for name in MODELS | CANDIDATES:  # each network and its record come from one training step
         assert _parents(name) == ARRAYS | {"train_image_ids"}
     assert _parents("champion_model") == CANDIDATES | {"train_images", "train_labels", "train_image_ids"}
     assert _parents("serving_deployment") == {"champion_model"}
+    assert _parents("production_drift") == {"production_predictions", "train_image_statistics"}  # not the images
 
 
 def test_sensor_launches_the_deploy_job_when_the_champion_materializes():
@@ -60,7 +61,7 @@ def test_sensor_launches_the_deploy_job_when_the_champion_materializes():
 def test_training_job_covers_everything_but_the_deploy():
     job = defs.resolve_job_def("train_and_elect")
     selected = {key.to_user_string() for key in job.asset_layer.selected_asset_keys}
-    assert selected == {"raw_images", *ARRAYS, *IMAGE_IDS, *MODELS, *CANDIDATES, "champion_model"}
+    assert selected == {"raw_images", *ARRAYS, *IMAGE_IDS, "train_image_statistics", *MODELS, *CANDIDATES, "champion_model"}
 
 
 def test_each_job_tags_its_runs_with_the_kind_the_run_queue_limits():

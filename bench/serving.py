@@ -5,10 +5,12 @@
 Without a tracking URI it starts a throwaway `mlflow server` and registers the zoo's
 basic_cnn at 224 px (random weights: inference cost does not depend on them). For each
 target it measures p50/p99 latency and requests/s at 1, 8 and 32 concurrent clients, then
-prints a table with the ratios to the targets of issues 4 and 13:
+prints a table with the ratios to the targets of issues 4, 13 and 15:
   p50 at one client <= 1.3x the in-process call plus decode; throughput at 8 clients >= 10x
   `mlflow models serve`; the Open Inference Protocol's infer (the same JPEG as a BYTES tensor
-  in the binary extension) p50 at one client <= 1.2x /predict's.
+  in the binary extension) p50 at one client <= 1.2x /predict's; the prediction log costs at
+  most 5 % of /predict's p50 at one client and of its throughput at 8 (a second server with
+  PREDICTION_LOG=off, measured in turns with the first).
 It also measures the reload latency (POST /admin/reload to the new version answering),
 serving's share of a redeploy; bench/redeploy.py measures the full redeploy (champion
 materialization -> sensor -> deploy job -> every request answered by the new version).
@@ -142,12 +144,16 @@ def bench_http(target: str, url: str, send: Callable[[httpx.Client], httpx.Respo
     return [measure(target, n, call, session, budget) for n in CONCURRENCY]
 
 
-def start_serving(work: Path, tracking_uri: str, model_uri: str) -> tuple[Service, str]:
+def start_serving(work: Path, tracking_uri: str, model_uri: str, prediction_log: str = "on") -> tuple[Service, str]:
+    """Serving on a free port, its prediction log (`on` or `off`) in `work`, ready."""
     port = free_port()
     service = Service(
         [str(VENV_BIN / "uvicorn"), "serving.app:app", "--host", "127.0.0.1", "--port", str(port), "--no-access-log"],
-        log_path=work / "serving.log",
-        env={"MLFLOW_TRACKING_URI": tracking_uri, "MODEL_URI": model_uri, "SERVING_ADMIN_TOKEN": ADMIN_TOKEN},
+        log_path=work / f"serving-log-{prediction_log}.log",
+        env={
+            "MLFLOW_TRACKING_URI": tracking_uri, "MODEL_URI": model_uri, "SERVING_ADMIN_TOKEN": ADMIN_TOKEN,
+            "PREDICTION_LOG": prediction_log, "SKIN_CANCER_STATE": str(work / "state"), "AWS_BUCKET": "",
+        },
         cwd=REPO_ROOT,
     )
     url = f"http://127.0.0.1:{port}"
@@ -228,7 +234,29 @@ def reload_latency(url: str, tracking_uri: str, model_uri: str, jpeg: bytes) -> 
         client.set_registered_model_alias(name, alias, current.version)
 
 
-def print_table(rows: list[Result], in_process: list[Result], mlflow_serve: list[Result], reload: tuple | None) -> None:
+def log_cost(url_on: str, url_off: str, files: dict, budget: "Budget") -> list[Result]:
+    """/predict with the prediction log on and off, at 1 and 8 clients, in the order on, off, off, on
+    (a steady drift of the machine weighs on both alike); each side's two runs pooled."""
+
+    def call(client: httpx.Client) -> None:
+        response = client.post("/predict", files=files)
+        if response.status_code != 200:
+            raise RuntimeError(f"{response.status_code}: {response.text[:300]}")
+
+    pooled = []
+    for clients in (1, 8):
+        runs: dict[str, list[Result]] = {"on": [], "off": []}
+        for side in ("on", "off", "off", "on"):
+            url = url_on if side == "on" else url_off
+            runs[side].append(measure(f"/predict, log {side}", clients, call, lambda u=url: httpx.Client(base_url=u, timeout=300), budget))
+        for side, results in runs.items():
+            pooled.append(Result(results[0].target, clients, [s for r in results for s in r.latencies], sum(r.seconds for r in results)))
+    return pooled
+
+
+def print_table(
+    rows: list[Result], in_process: list[Result], mlflow_serve: list[Result], reload: tuple | None, log: list[Result]
+) -> None:
     print(f"\n{'target':<32} {'clients':>7} {'requests':>8} {'p50 ms':>9} {'p99 ms':>9} {'req/s':>8}")
     for row in rows:
         print(
@@ -247,6 +275,12 @@ def print_table(rows: list[Result], in_process: list[Result], mlflow_serve: list
     print(f"  throughput at 8 clients vs mlflow models serve: {rps_ratio:.1f}x (target >= 10x) "
           f"{'PASS' if rps_ratio >= 10 else 'FAIL'}")
     print(f"  V2 infer p50 at 1 client vs /predict: {v2_ratio:.2f}x (target <= 1.2x) {'PASS' if v2_ratio <= 1.2 else 'FAIL'}")
+    on = {r.clients: r for r in log if r.target.endswith("on")}
+    off = {r.clients: r for r in log if r.target.endswith("off")}
+    log_p50 = on[1].p50_ms / off[1].p50_ms
+    log_rps = on[8].rps / off[8].rps
+    print(f"  prediction log: p50 at 1 client, on vs off: {log_p50:.3f}x (target <= 1.05x) {'PASS' if log_p50 <= 1.05 else 'FAIL'}")
+    print(f"  prediction log: throughput at 8 clients, on vs off: {log_rps:.3f}x (target >= 0.95x) {'PASS' if log_rps >= 0.95 else 'FAIL'}")
     if reload:
         seconds, old, new = reload
         print(f"  reload latency (POST /admin/reload -> version {new} answers, was {old}): {seconds:.1f} s "
@@ -293,8 +327,14 @@ def main() -> None:
         v2_body, v2_headers = v2_files_request([jpeg])
         ours += bench_http("serving V2 infer", url, lambda c: c.post(infer_path, content=v2_body, headers=v2_headers), budget)
         reload = reload_latency(url, tracking_uri, model_uri, jpeg) if aliased else None
-        serving.stop()
         print("serving done", flush=True)
+
+        unlogged, unlogged_url = start_serving(work, tracking_uri, pinned, prediction_log="off")
+        services.append(unlogged)
+        log = log_cost(url, unlogged_url, files, budget)
+        serving.stop()
+        unlogged.stop()
+        print("prediction log on/off done", flush=True)
 
         mlflow_serve, mlflow_url = start_mlflow_serve(work, tracking_uri, pinned)
         services.append(mlflow_serve)
@@ -304,7 +344,7 @@ def main() -> None:
             "mlflow models serve", mlflow_url, lambda c: c.post("/invocations", content=payload, headers=headers), budget
         )
         print(f"mlflow models serve done (JSON payload {len(payload) / 1e6:.1f} MB)", flush=True)
-        print_table(in_process + ours + theirs, in_process, theirs, reload)
+        print_table(in_process + ours + log + theirs, in_process, theirs, reload, log)
     except BaseException:
         print(f"benchmark failed; server logs are kept in {work}", file=sys.stderr)
         raise

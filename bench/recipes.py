@@ -32,6 +32,8 @@ RECIPES = {
     "no_class_weighting": {"class_weighting": False},
     "early_stopping": {"early_stopping_patience": 5},  # restores the best validation epoch
     "epochs_10": {"epochs": 10},
+    "epochs_12": {"epochs": 12},  # for a pretrained backbone: 10 fine-tuning epochs after the frozen ones
+    "image_size_224": {"image_size": 224},  # the images' own size: nothing lost to resizing
     "image_size_96": {"image_size": 96},
     "image_size_48": {"image_size": 48},
 }

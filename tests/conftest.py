@@ -62,16 +62,17 @@ def bucket(s3_server) -> str:
 
 @pytest.fixture
 def pipeline_env(tmp_path, mlflow_server, monkeypatch) -> dict:
-    """Environment of one pipeline run: its own state folder, the test MLflow server."""
+    """Environment of one pipeline run: its own state folder, the test MLflow server, the suites'
+    data set (wherever the checkout is) and local storage."""
     env = {
         "SKIN_CANCER_STATE": str(tmp_path / "state"),
         "MLFLOW_TRACKING_URI": mlflow_server,
         "MLFLOW_EXPERIMENT_NAME": f"test-{tmp_path.name}",
+        "SKIN_CANCER_DATA": str(DATASET),
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    for name in ("AWS_BUCKET", "SKIN_CANCER_DATA"):
-        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("AWS_BUCKET", raising=False)
     return env
 
 

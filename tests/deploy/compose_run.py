@@ -153,8 +153,11 @@ class Stack:
         self.compose_file.write_text("".join(line for line in original if not line.startswith(f"name: {PROJECT}")))
 
     def compose(self, *args: str, capture: bool = False) -> str:
+        # Compose prefers the shell's variables to the env file's: drop those the file sets.
+        settings = {line.split("=", 1)[0] for line in self.env_file.read_text().splitlines()}
+        env = {name: value for name, value in os.environ.items() if name not in settings}
         return sh("docker-compose", "-f", str(self.compose_file), "-p", PROJECT, "--env-file", str(self.env_file),
-                  *args, capture=capture, env={**os.environ, "DOCKER_HOST": "unix:///var/run/docker.sock"})
+                  *args, capture=capture, env=env)
 
     def up(self) -> float:
         """`up -d` until every long-running service is healthy (or running, where it has no health check); seconds."""

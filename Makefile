@@ -89,7 +89,7 @@ compose-up:  ## The Docker Compose stack, built and started in the background (d
 compose-down:  ## Stop and remove the Compose stack's containers (its volumes stay).
 	docker compose -f deploy/docker/docker-compose.yaml down
 
-compose-test: install  ## The Compose stack for real on a local Docker engine, end to end (~40 min; deploy/README.md).
+compose-test: install  ## The Compose stack for real on a local Docker engine, end to end, as root (deploy/README.md).
 	scripts/install-test-deps.sh compose
 	$(BIN)/python -m tests.deploy.compose_run
 

@@ -18,7 +18,7 @@ dev dev-postgres: export DAGSTER_PORT MLFLOW_PORT SERVING_PORT APP_PORT
 
 .DEFAULT_GOAL := help
 .PHONY: help install run smoke test test-fast dev serve app upload-data dev-postgres postgres-down \
-	bench bench-preprocess bench-io bench-serving bench-redeploy bench-quality bench-recipes lint-docker compose-up compose-down clean
+	bench bench-preprocess bench-io bench-serving bench-redeploy bench-quality bench-recipes lint-docker compose-up compose-down compose-test clean
 
 help:  ## This list.
 	@grep -E '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 20
@@ -88,6 +88,10 @@ compose-up:  ## The Docker Compose stack, built and started in the background (d
 	docker compose -f deploy/docker/docker-compose.yaml up --build -d
 compose-down:  ## Stop and remove the Compose stack's containers (its volumes stay).
 	docker compose -f deploy/docker/docker-compose.yaml down
+
+compose-test: install  ## The Compose stack for real on a local Docker engine, end to end, as root (deploy/README.md).
+	scripts/install-test-deps.sh compose
+	$(BIN)/python -m tests.deploy.compose_run
 
 clean:  ## Forget local state (storage, MLflow store, Dagster runs).
 	rm -rf $(STATE)

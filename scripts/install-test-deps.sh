@@ -3,7 +3,8 @@
 # (driven by Playwright) with fonts for its screenshots, and PostgreSQL's server binaries
 # (deploy/local-postgres); make, for .ci/run on a bare machine. Idempotent: when everything
 # is present it only checks files and returns at once; apt-get runs only for what is missing.
-# `make test` and `make test-fast` run it first.
+# `make test` and `make test-fast` run it first. With the argument `compose` it also checks what
+# `make compose-test` needs: Debian's Docker engine, Compose 1.29 and mmdebstrap.
 set -euo pipefail
 
 missing=()
@@ -11,6 +12,11 @@ missing=()
 [[ -d /usr/share/fonts/truetype/liberation ]] || missing+=(fonts-liberation)
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
 command -v make >/dev/null || missing+=(make)
+if [[ "${1:-}" == compose ]]; then
+  [[ -x /usr/sbin/dockerd && -x /usr/bin/docker ]] || missing+=(docker.io)
+  command -v docker-compose >/dev/null || missing+=(docker-compose)
+  command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
+fi
 
 ((${#missing[@]})) || exit 0
 

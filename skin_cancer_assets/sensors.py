@@ -9,7 +9,6 @@ import json
 import time
 
 import dagster as dg
-from dagster._core.definitions.data_version import DATA_VERSION_TAG
 
 from resources.deploy import DeployError, ServingTarget
 from resources.image_source import ImageSourceError, RawImageSource
@@ -18,6 +17,9 @@ from skin_cancer_assets.environment import RETRAIN_INTERVAL_SECONDS
 from skin_cancer_assets.jobs import deploy_champion, train_and_elect
 from skin_cancer_assets.preprocessing import first_per_class, listing_digest
 from skin_cancer_assets.profiles import Profile
+
+DATA_VERSION_TAG = "dagster/data_version"
+"""The tag Dagster reads an observation's data version from (`AssetObservation.data_version`)."""
 
 CONVERGENCE_INTERVAL_SECONDS = 15
 """How often serving's version is compared with the alias. A lag seen on two ticks in a row

@@ -8,7 +8,6 @@ from pathlib import Path
 import dagster as dg
 import mlflow
 import pytest
-from dagster._core.definitions.data_version import DATA_VERSION_TAG
 
 from skin_cancer_assets.election import PROMOTED
 from skin_cancer_assets.jobs import ELECTION, RUN_KIND, train_and_elect
@@ -71,7 +70,7 @@ def test_images_added_to_the_data_retrain_once_and_the_new_champion_is_served(sm
                 image.rename(data / folder / image.name)
         (run,) = wait_for(lambda: train_runs(instance), "a train_and_elect run", 120, platform.logs)
         (observation,) = instance.fetch_observations(dg.AssetKey("raw_images"), limit=10).records
-        digest = observation.asset_observation.tags[DATA_VERSION_TAG]
+        digest = observation.asset_observation.data_version
         assert run.tags[SOURCE_DIGEST_TAG] == digest and run.tags[RUN_KIND] == ELECTION
         assert run.tags["dagster/sensor_name"] == RETRAIN_SENSOR and run.tags["dagster/run_key"] == f"data-{digest}"
 

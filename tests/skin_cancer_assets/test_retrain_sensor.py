@@ -6,7 +6,6 @@ import uuid
 
 import dagster as dg
 import pytest
-from dagster._core.definitions.data_version import DATA_VERSION_TAG
 
 from resources.image_source import RawImageSource
 from skin_cancer_assets.definitions import build_defs
@@ -47,7 +46,7 @@ class Ticks:
         (observation,) = result.asset_events
         digest = self.cursor
         assert request.run_key == f"data-{digest}" and request.tags == {SOURCE_DIGEST_TAG: digest}
-        assert observation.asset_key == dg.AssetKey("raw_images") and observation.tags[DATA_VERSION_TAG] == digest
+        assert observation.asset_key == dg.AssetKey("raw_images") and observation.data_version == digest
         assert observation.metadata["listing_digest"].value == digest
         return request
 

@@ -83,9 +83,9 @@ async def lifespan(app: FastAPI):
     holder.reload()
     yield
     await batcher.stop()
+    app.state.decode_pool.shutdown(wait=True)  # the requests have ended; their records' facts finish here
     if app.state.prediction_log is not None:
         app.state.prediction_log.stop()
-    app.state.decode_pool.shutdown(wait=False, cancel_futures=True)
 
 
 app = FastAPI(
@@ -198,8 +198,8 @@ async def predict(request: Request, model: LoadedModel = Depends(_served_model))
     uploads = await read_uploads(request, settings)
     images, facts = await decode_off_loop(request, decode_files, uploads, model.image_size, settings)
     probabilities = await classify(request, model, images)
-    records = prediction_records(model, probabilities, facts, received)
-    log_predictions(request, records)
+    records = prediction_records(model, probabilities, received)
+    log_predictions(request, records, facts)
     return PredictResponse(
         model=ModelRef(name=model.name, version=model.version, model_class=model.model_class),
         predictions=[

@@ -4,7 +4,9 @@ the prediction log."""
 import asyncio
 import logging
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import numpy as np
 from starlette.requests import Request
@@ -43,10 +45,27 @@ def prediction_log_of(request: Request) -> PredictionLog:
     return prediction_log
 
 
-def log_predictions(request: Request, records: list[dict]) -> None:
-    """Queue the records of answered predictions, unless the prediction log is off."""
-    if request.app.state.prediction_log is not None:
-        request.app.state.prediction_log.submit(PREDICTIONS, records)
+ImageFacts = Callable[[], list[dict]]
+"""Computes each image's facts for the prediction log (sha256, size, statistics) when called."""
+
+
+def log_predictions(request: Request, records: list[dict], facts: ImageFacts) -> None:
+    """Log answered predictions, unless the prediction log is off. Their images' facts are
+    computed in the decode pool, off the request path; the records are queued once they have them."""
+    prediction_log = request.app.state.prediction_log
+    if prediction_log is not None:
+        prediction_log.answered(records)
+        request.app.state.decode_pool.submit(_submit_with_facts, prediction_log, records, facts)
+
+
+def _submit_with_facts(prediction_log: PredictionLog, records: list[dict], facts: ImageFacts) -> None:
+    try:
+        complete = [record | fact for record, fact in zip(records, facts(), strict=True)]
+    except Exception:  # never seen; without facts the records would break the drift figures
+        log.exception("could not compute the facts of %d images for the prediction log", len(records))
+        prediction_log.drop(PREDICTIONS, records, "facts_error")
+    else:
+        prediction_log.submit(PREDICTIONS, complete)
 
 
 def served_model(request: Request) -> LoadedModel:
@@ -63,12 +82,11 @@ async def decode_off_loop(request: Request, function, *args):
     return await asyncio.get_running_loop().run_in_executor(request.app.state.decode_pool, function, *args)
 
 
-def decode_files(uploads: list[tuple[str, bytes]], size: int, settings: Settings) -> tuple[np.ndarray, list[dict]]:
-    """The uploaded files as one (N, size, size, 3) uint8 batch, and each one's facts for the
-    prediction log (sha256, size, image statistics; none when the log is off); blocking, for the
-    decode pool."""
+def decode_files(uploads: list[tuple[str, bytes]], size: int, settings: Settings) -> tuple[np.ndarray, ImageFacts]:
+    """The uploaded files as one (N, size, size, 3) uint8 batch, and their facts for the prediction
+    log, to compute later; blocking, for the decode pool."""
     images, sizes = decode_uploads(uploads, size, settings)
-    return images, file_facts(uploads, sizes, images) if settings.log_enabled else [{} for _ in uploads]
+    return images, partial(file_facts, uploads, sizes, images)
 
 
 async def classify(request: Request, model: LoadedModel, images: np.ndarray) -> np.ndarray:

@@ -30,7 +30,7 @@ LOG_RECORDS_WRITTEN = Counter(
 )
 LOG_RECORDS_DROPPED = Counter(
     "serving_log_records_dropped_total",
-    "Prediction-log records dropped, by kind and reason (queue_full, storage_error).",
+    "Prediction-log records dropped, by kind and reason (queue_full, storage_error, facts_error).",
     ["kind", "reason"],
     registry=REGISTRY,
 )

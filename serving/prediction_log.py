@@ -1,6 +1,8 @@
 """The prediction log: every prediction and confirmed diagnosis, written off the request path.
 
-Requests only put small records on a bounded in-memory queue; a background thread flushes them
+A request only makes its records (id, probability, label) and hands them on: each image's facts
+are computed in the decode pool after the answer has left, then the records go on a bounded
+in-memory queue that a background thread flushes
 in batches, one new JSON Lines file per flush and day, into the project's storage (see
 skin_cancer_contract.monitoring for the layout). A full queue or failing storage never slows
 or fails a request: the records are dropped, counted in /metrics and logged, and the count per
@@ -30,6 +32,8 @@ from skin_cancer_contract.monitoring import DROPS, PREDICTIONS, batch_key, chann
 log = logging.getLogger(__name__)
 RECENT_PREDICTIONS = 1000
 """How many of the last predictions GET /monitoring/recent shows."""
+RECENT_FIELDS = ("time", "model_version", "probability_malignant", "label", "latency_ms")
+"""What it shows of each: no image facts, so the last predictions cost little memory."""
 
 
 class LocalLogStore:
@@ -89,9 +93,9 @@ class PredictionLog:
         self._drops_lock = threading.Lock()
         self.started_at = now_iso()
         self.recent: deque = deque(maxlen=RECENT_PREDICTIONS)
-        """The last prediction records submitted, stored or not, for GET /monitoring/recent."""
+        """The RECENT_FIELDS of the last predictions answered, stored or not, for GET /monitoring/recent."""
         self.totals: Counter = Counter()
-        """Prediction records since start: `submitted`, `written`, `dropped`."""
+        """Prediction records since start: `submitted` (answered), `written`, `dropped`."""
 
     def start(self) -> None:
         self._thread.start()
@@ -101,19 +105,26 @@ class PredictionLog:
         self._stop.set()
         self._thread.join(timeout_s)
 
+    def answered(self, records: list[dict]) -> None:
+        """Count predictions as they are answered and keep them for GET /monitoring/recent, before
+        their facts are computed and they are submitted."""
+        self.recent.extend({field: record[field] for field in RECENT_FIELDS} for record in records)
+        self.totals["submitted"] += len(records)
+
     def submit(self, kind: str, records: list[dict]) -> bool:
         """Queue `records` without waiting; False (and counted, logged) when the queue is full."""
-        if kind == PREDICTIONS:
-            self.recent.extend(records)
-            self.totals["submitted"] += len(records)
         for index, record in enumerate(records):
             try:
                 self._queue.put_nowait((kind, record))
             except queue.Full:
-                for day, count in Counter(record_day(r) for r in records[index:]).items():
-                    self._drop(kind, day, count, "queue_full")
+                self.drop(kind, records[index:], "queue_full")
                 return False
         return True
+
+    def drop(self, kind: str, records: list[dict], reason: str) -> None:
+        """Count, log and report records that will never be written."""
+        for day, count in Counter(record_day(record) for record in records).items():
+            self._drop(kind, day, count, reason)
 
     def _drop(self, kind: str, day: str, count: int, reason: str, error: Exception | None = None) -> None:
         LOG_RECORDS_DROPPED.labels(kind, reason).inc(count)
@@ -182,7 +193,7 @@ def now_iso() -> str:
 
 def file_facts(uploads: list[tuple[str, bytes]], sizes: list[tuple[int, int]], images: np.ndarray) -> list[dict]:
     """sha256, width and height (`sizes`, read from the headers) of each uploaded file, and the
-    statistics of its decoded image; blocking, so run it where the images were decoded."""
+    statistics of its decoded image; blocking, for the decode pool once the answer has left."""
     return [
         {"sha256": hashlib.sha256(data).hexdigest(), "width": width, "height": height, **statistics}
         for (_, data), (width, height), statistics in zip(uploads, sizes, _image_statistics(images))
@@ -191,7 +202,7 @@ def file_facts(uploads: list[tuple[str, bytes]], sizes: list[tuple[int, int]], i
 
 def pixel_facts(pixels: np.ndarray, images: np.ndarray) -> list[dict]:
     """sha256 of the raw pixels, width and height of each image of an (N, H, W, 3) uint8 batch, and
-    the statistics of its resized image; blocking."""
+    the statistics of its resized image; blocking, like file_facts."""
     _, height, width, _ = pixels.shape
     return [
         {"sha256": hashlib.sha256(image.tobytes()).hexdigest(), "width": width, "height": height, **statistics}
@@ -208,9 +219,9 @@ def _image_statistics(images: np.ndarray) -> list[dict]:
     ]
 
 
-def prediction_records(model, probabilities, facts: list[dict], received: float) -> list[dict]:
-    """One record per image, each with a new prediction id; `facts` are each image's (file_facts,
-    pixel_facts); `received`: `time.perf_counter()` when the request's handler started."""
+def prediction_records(model, probabilities, received: float) -> list[dict]:
+    """One record per image, each with a new prediction id, without the image's facts (file_facts,
+    pixel_facts, added later); `received`: `time.perf_counter()` when the request's handler started."""
     time_now = now_iso()
     latency_ms = round((time.perf_counter() - received) * 1000, 2)
     return [
@@ -223,9 +234,8 @@ def prediction_records(model, probabilities, facts: list[dict], received: float)
             "label": label_name(probability, model.threshold),
             "threshold": model.threshold,
             "latency_ms": latency_ms,
-            **fact,
         }
-        for probability, fact in zip(probabilities, facts)
+        for probability in probabilities
     ]
 
 

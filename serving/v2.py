@@ -17,13 +17,23 @@ import json
 import struct
 import time
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from serving.errors import V2_PREFIX, ApiError
-from serving.inference import classify, decode_files, decode_off_loop, holder_of, log_predictions, served_model, settings_of
+from serving.inference import (
+    ImageFacts,
+    classify,
+    decode_files,
+    decode_off_loop,
+    holder_of,
+    log_predictions,
+    served_model,
+    settings_of,
+)
 from serving.model import LoadedModel
 from serving.prediction_log import pixel_facts, prediction_records
 from serving.settings import Settings
@@ -114,8 +124,8 @@ async def infer(request: Request, name: str, version: str | None = None):
         request, _decode, body, request.headers.get(HEADER_LENGTH), model.image_size, settings
     )
     probabilities = await classify(request, model, images)
-    records = prediction_records(model, probabilities, facts, received)
-    log_predictions(request, records)
+    records = prediction_records(model, probabilities, received)
+    log_predictions(request, records, facts)
     return _answer(inference_request, outputs, model, records)
 
 
@@ -128,7 +138,7 @@ def _served(request: Request, name: str, version: str | None) -> LoadedModel:
     return model
 
 
-def _decode(body: bytes, header_length: str | None, size: int, settings: Settings) -> tuple[dict, list[tuple[str, bool]], np.ndarray, list[dict]]:
+def _decode(body: bytes, header_length: str | None, size: int, settings: Settings) -> tuple[dict, list[tuple[str, bool]], np.ndarray, ImageFacts]:
     """The inference request, the outputs it asks for, its images as one batch and their facts for
     the prediction log; blocking (JSON parsing, decoding), for the decode pool."""
     inference_request, binary = _parse(body, header_length)
@@ -187,13 +197,13 @@ def _requested_outputs(inference_request: dict) -> list[tuple[str, bool]]:
     return [(w["name"], bool((w.get("parameters") or {}).get("binary_data", binary))) for w in wanted]
 
 
-def _images(tensor: _Input, size: int, settings: Settings) -> tuple[np.ndarray, list[dict]]:
+def _images(tensor: _Input, size: int, settings: Settings) -> tuple[np.ndarray, ImageFacts]:
     """The input as a (N, size, size, 3) uint8 batch, its limits checked before any pixel is touched,
-    and each image's sha256, size and statistics for the prediction log; blocking."""
+    and its facts for the prediction log, to compute later; blocking."""
     if tensor.name == PIXELS:
         pixels = _pixels(tensor, settings)
         images = resize_images(pixels, size)
-        return images, pixel_facts(pixels, images) if settings.log_enabled else [{} for _ in pixels]
+        return images, partial(pixel_facts, pixels, images)
     return decode_files(_files(tensor, settings), size, settings)
 
 

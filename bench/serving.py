@@ -10,7 +10,7 @@ prints a table with the ratios to the targets of issues 4, 13 and 15:
   `mlflow models serve`; the Open Inference Protocol's infer (the same JPEG as a BYTES tensor
   in the binary extension) p50 at one client <= 1.2x /predict's; the prediction log costs at
   most 5 % of /predict's p50 at one client and of its throughput at 8 (a second server with
-  PREDICTION_LOG=off, measured in turns with the first).
+  PREDICTION_LOG=off, measured in turns with one with the log on, both serving the same pinned version).
 It also measures the reload latency (POST /admin/reload to the new version answering),
 serving's share of a redeploy; bench/redeploy.py measures the full redeploy (champion
 materialization -> sensor -> deploy job -> every request answered by the new version).
@@ -144,12 +144,13 @@ def bench_http(target: str, url: str, send: Callable[[httpx.Client], httpx.Respo
     return [measure(target, n, call, session, budget) for n in CONCURRENCY]
 
 
-def start_serving(work: Path, tracking_uri: str, model_uri: str, prediction_log: str = "on") -> tuple[Service, str]:
-    """Serving on a free port, its prediction log (`on` or `off`) in `work`, ready."""
+def start_serving(work: Path, name: str, tracking_uri: str, model_uri: str, prediction_log: str = "on") -> tuple[Service, str]:
+    """Serving on a free port, its prediction log (`on` or `off`) in `work`, its own log in
+    `work/NAME.log`, ready."""
     port = free_port()
     service = Service(
         [str(VENV_BIN / "uvicorn"), "serving.app:app", "--host", "127.0.0.1", "--port", str(port), "--no-access-log"],
-        log_path=work / f"serving-log-{prediction_log}.log",
+        log_path=work / f"{name}.log",
         env={
             "MLFLOW_TRACKING_URI": tracking_uri, "MODEL_URI": model_uri, "SERVING_ADMIN_TOKEN": ADMIN_TOKEN,
             "PREDICTION_LOG": prediction_log, "SKIN_CANCER_STATE": str(work / "state"), "AWS_BUCKET": "",
@@ -319,7 +320,7 @@ def main() -> None:
         in_process, size = bench_in_process(pinned, jpeg, budget)
         print("in-process done", flush=True)
 
-        serving, url = start_serving(work, tracking_uri, model_uri)
+        serving, url = start_serving(work, "serving", tracking_uri, model_uri)
         services.append(serving)
         files = {"file": ("lesion.jpg", jpeg, "image/jpeg")}
         ours = bench_http("serving (this app)", url, lambda c: c.post("/predict", files=files), budget)
@@ -329,10 +330,13 @@ def main() -> None:
         reload = reload_latency(url, tracking_uri, model_uri, jpeg) if aliased else None
         print("serving done", flush=True)
 
-        unlogged, unlogged_url = start_serving(work, tracking_uri, pinned, prediction_log="off")
-        services.append(unlogged)
-        log = log_cost(url, unlogged_url, files, budget)
         serving.stop()
+        # Two servers started alike, the same version pinned, only the prediction log differs.
+        logged, logged_url = start_serving(work, "serving-log-on", tracking_uri, pinned, prediction_log="on")
+        unlogged, unlogged_url = start_serving(work, "serving-log-off", tracking_uri, pinned, prediction_log="off")
+        services += [logged, unlogged]
+        log = log_cost(logged_url, unlogged_url, files, budget)
+        logged.stop()
         unlogged.stop()
         print("prediction log on/off done", flush=True)
 

@@ -4,13 +4,15 @@ Confirmed diagnoses (feedback) are joined to predictions by prediction id; the l
 confirmation of a prediction counts. Proportions come with Wilson 95 % intervals, which stay
 inside [0, 1] and are honest for the small counts feedback usually has. Drift compares the
 image statistics serving logs with the same statistics of the training images, and each served
-version's probabilities with its own outputs on its validation images, by two-sample
-Kolmogorov-Smirnov tests (scipy's).
+version's probabilities with its own outputs on its validation images, in one Evidently report:
+its two-sample Kolmogorov-Smirnov tests give the verdicts and p-values, and its HTML shows them.
 """
 
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from skin_cancer_contract.data import CLASSES, MALIGNANT
 from skin_cancer_contract.evaluation import wilson_interval
@@ -99,8 +101,10 @@ def _cell(proportion: dict) -> str:
 
 
 STATISTICS = [f"channel_{kind}_{channel}" for kind in ("mean", "std") for channel in ("r", "g", "b")]
+DRIFT_METHOD = "ks"
+"""Evidently's two-sample Kolmogorov-Smirnov test, named rather than left to Evidently's choice by sample size."""
 DRIFT_P_VALUE = 0.01
-"""A statistic has drifted when a two-sample Kolmogorov-Smirnov test rejects the training distribution at this level."""
+"""A figure has drifted when the test's p-value is at or below this level (Evidently's default for KS is 0.05)."""
 MIN_DRIFT_SAMPLES = 5
 
 
@@ -109,49 +113,95 @@ def statistics_table(means: np.ndarray, stds: np.ndarray) -> np.ndarray:
     return np.concatenate([np.asarray(means, dtype=np.float64), np.asarray(stds, dtype=np.float64)], axis=1)
 
 
-def image_drift(reference: np.ndarray, predictions: list[dict], p_value: float = DRIFT_P_VALUE) -> dict:
-    """Whether the day's images still look like the training images, statistic by statistic.
+@dataclass
+class Drift:
+    """One day's drift: the image statistics' verdict and each served version's, and the Evidently
+    report (HTML) they were read from; None when no figure had enough samples to be tested."""
 
-    `reference`: the training set's `statistics_table`. Too few predictions give no verdict.
+    images: dict
+    probabilities: dict[str, dict]
+    report_html: str | None
+
+
+def drift(reference_statistics: np.ndarray, validation_probabilities_of, predictions: list[dict]) -> Drift:
+    """Whether the day's images still look like the training images, statistic by statistic, and
+    each served version's probabilities like its own outputs on its validation images.
+
+    `reference_statistics`: the training set's `statistics_table`; `validation_probabilities_of(version)`:
+    those outputs, or None when the version has none. Too few samples give a reason, not a verdict.
     """
+    served, reference = {}, {}  # the columns to test: the day's values and what they are compared with
+    images = {"samples": len(predictions)}
     if len(predictions) < MIN_DRIFT_SAMPLES:
-        return {"samples": len(predictions), "drifted": None, "reason": f"fewer than {MIN_DRIFT_SAMPLES} predictions", "tests": {}}
-    production = statistics_table([r["channel_mean"] for r in predictions], [r["channel_std"] for r in predictions])
-    tests = {name: ks_test(reference[:, column], production[:, column], p_value) for column, name in enumerate(STATISTICS)}
-    drifted = sorted(name for name, test in tests.items() if test["drifted"])
-    return {"samples": len(predictions), "drifted": bool(drifted), "drifted_statistics": drifted, "p_value": p_value, "tests": tests}
-
-
-def probability_drift(reference_of, predictions: list[dict], p_value: float = DRIFT_P_VALUE) -> dict[str, dict]:
-    """Per served model version: whether its probabilities of the day still look like its own
-    outputs on its validation images. `reference_of(version)`: those outputs, or None when the
-    version has none; a version with too few predictions or references gets a reason instead."""
-    served: dict[str, list[float]] = defaultdict(list)
-    for record in predictions:
-        served[str(record["model_version"])].append(record["probability_malignant"])
-    verdicts = {}
-    for version, probabilities in sorted(served.items()):
-        reference = reference_of(version)
-        entry = {"samples": len(probabilities), "reference_samples": len(reference) if reference is not None else 0}
-        if reference is None:
+        images |= {"drifted": None, "reason": f"fewer than {MIN_DRIFT_SAMPLES} predictions", "tests": {}}
+    else:
+        production = statistics_table([r["channel_mean"] for r in predictions], [r["channel_std"] for r in predictions])
+        for column, name in enumerate(STATISTICS):
+            served[name], reference[name] = production[:, column], reference_statistics[:, column]
+    probabilities = {}
+    for version, probabilities_served in sorted(_probabilities_by_version(predictions).items()):
+        validation = validation_probabilities_of(version)
+        entry = {"samples": len(probabilities_served), "reference_samples": len(validation) if validation is not None else 0}
+        if validation is None:
             entry |= {"drifted": None, "reason": f"version {version} logged no validation probabilities"}
-        elif min(len(probabilities), len(reference)) < MIN_DRIFT_SAMPLES:
+        elif min(len(probabilities_served), len(validation)) < MIN_DRIFT_SAMPLES:
             entry |= {"drifted": None, "reason": f"fewer than {MIN_DRIFT_SAMPLES} predictions or validation probabilities"}
         else:
-            entry |= ks_test(np.asarray(reference, dtype=np.float64), np.asarray(probabilities, dtype=np.float64), p_value)
-        verdicts[version] = entry
-    return verdicts
+            served[probability_column(version)], reference[probability_column(version)] = probabilities_served, validation
+        probabilities[version] = entry
+    if not served:
+        return Drift(images, probabilities, report_html=None)
+
+    tests, report_html = drift_tests(served, reference)
+    if "reason" not in images:
+        drifted = [name for name in STATISTICS if tests[name]["drifted"]]
+        images |= {"drifted": bool(drifted), "drifted_statistics": drifted, "tests": {name: tests[name] for name in STATISTICS}}
+    for version, entry in probabilities.items():
+        if "reason" not in entry:
+            entry |= tests[probability_column(version)]
+    return Drift(images, probabilities, report_html)
 
 
-def ks_test(reference: np.ndarray, production: np.ndarray, p_value: float) -> dict:
-    """Two-sample Kolmogorov-Smirnov test of one figure: production against its reference."""
-    from scipy.stats import ks_2samp  # here: every run process imports the code location, deploys too
+def _probabilities_by_version(predictions: list[dict]) -> dict[str, list[float]]:
+    by_version: dict[str, list[float]] = defaultdict(list)
+    for record in predictions:
+        by_version[str(record["model_version"])].append(record["probability_malignant"])
+    return by_version
 
-    result = ks_2samp(reference, production)
-    return {
-        "ks_statistic": float(result.statistic),
-        "p_value": float(result.pvalue),
-        "reference_median": float(np.median(reference)),
-        "production_median": float(np.median(production)),
-        "drifted": bool(result.pvalue < p_value),
+
+def probability_column(version: str) -> str:
+    """The column of a version's probabilities in the drift report."""
+    return f"probability_malignant_v{version}"
+
+
+def drift_tests(served: dict[str, np.ndarray], reference: dict[str, np.ndarray]) -> tuple[dict[str, dict], str]:
+    """One Evidently report with a drift test of each column, the day's values against their
+    reference: each column's p-value, verdict and medians, and the report's HTML.
+
+    Columns differ in length (the day's images, one version's predictions); the tables pad them
+    with NaN, which Evidently drops column by column before it tests.
+    """
+    from evidently import DataDefinition, Dataset, Report  # here: every run process imports the code location, and Evidently takes seconds
+    from evidently.metrics import ValueDrift
+
+    definition = DataDefinition(numerical_columns=list(served))
+
+    def table(columns: dict) -> Dataset:
+        frame = pd.DataFrame({name: pd.Series(values, dtype="float64") for name, values in columns.items()})
+        return Dataset.from_pandas(frame, data_definition=definition)
+
+    report = Report([ValueDrift(column=name, method=DRIFT_METHOD, threshold=DRIFT_P_VALUE) for name in served], include_tests=True)
+    snapshot = report.run(current_data=table(served), reference_data=table(reference))
+    results = snapshot.dict()
+    p_values = {metric["config"]["column"]: float(metric["value"]) for metric in results["metrics"]}  # KS's drift score is its p-value
+    drifted = {test["metric_config"]["params"]["column"]: test["status"] == "FAIL" for test in results["tests"]}  # a drift test fails on drift
+    tests = {
+        name: {
+            "p_value": p_values[name],
+            "drifted": drifted[name],
+            "reference_median": float(np.median(reference[name])),
+            "production_median": float(np.median(served[name])),
+        }
+        for name in served
     }
+    return tests, snapshot.get_html_str(as_iframe=False)

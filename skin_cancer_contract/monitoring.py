@@ -4,7 +4,8 @@ Serving appends prediction and feedback records as JSON Lines files, one per flu
 `predictions/date=YYYY-MM-DD/` and `feedback/date=YYYY-MM-DD/` of the project's storage: the
 state folder's `storage/` on disk, or the bucket AWS_BUCKET under AWS_PREFIX, beside the assets.
 Records it had to drop are counted under `drops/date=YYYY-MM-DD/` (the day of the dropped
-records): {"time", "day", "kind", "reason", "count"}.
+records): {"time", "day", "kind", "reason", "count"}. The monitoring assets store each day's
+drift report beside them, as `drift/date=YYYY-MM-DD/report.html`.
 """
 
 import json
@@ -19,6 +20,8 @@ from skin_cancer_contract.data import CLASSES
 
 PREDICTIONS, FEEDBACK, DROPS = "predictions", "feedback", "drops"
 KINDS = (PREDICTIONS, FEEDBACK, DROPS)
+DRIFT_REPORTS = "drift"
+"""Not a record kind: the folder of the drift reports (HTML) that the monitoring assets write."""
 DEFAULT_STATE_FOLDER = "state"
 """SKIN_CANCER_STATE when unset, relative to the working directory."""
 LOCAL_STORAGE_FOLDER = "storage"
@@ -49,7 +52,16 @@ def partition_prefix(kind: str, day: str) -> str:
     """`predictions/date=2026-11-29/`: every record of one kind written on one UTC day."""
     if kind not in KINDS:
         raise ValueError(f"unknown record kind {kind!r}: choose one of {', '.join(KINDS)}")
-    return f"{kind}/date={day}/"
+    return _day_folder(kind, day)
+
+
+def drift_report_key(day: str) -> str:
+    """`drift/date=2026-11-29/report.html`: the drift report of one UTC day, beside its records."""
+    return f"{_day_folder(DRIFT_REPORTS, day)}report.html"
+
+
+def _day_folder(folder: str, day: str) -> str:
+    return f"{folder}/date={day}/"
 
 
 def batch_key(kind: str, day: str, written_at: datetime) -> str:

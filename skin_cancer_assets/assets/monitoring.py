@@ -13,13 +13,7 @@ import numpy as np
 from resources.model_registry import ModelRegistry
 from resources.production_log import ProductionLog
 from skin_cancer_assets.jobs import MONITORING, RUN_KIND
-from skin_cancer_assets.production import (
-    image_drift,
-    performance,
-    performance_table,
-    prediction_summary,
-    probability_drift,
-)
+from skin_cancer_assets.production import DRIFT_P_VALUE, drift, performance, performance_table, prediction_summary
 from skin_cancer_contract.monitoring import DROPS, FEEDBACK, PREDICTIONS
 
 DAILY = dg.DailyPartitionsDefinition(start_date="2026-01-01", end_offset=1)
@@ -81,7 +75,7 @@ DRIFT_CHECK = "drift_within_bounds"
     group_name="monitoring",
     partitions_def=DAILY,
     deps=[production_predictions],
-    kinds={"scipy"},
+    kinds={"evidently"},
     check_specs=[
         dg.AssetCheckSpec(
             DRIFT_CHECK, asset="production_drift",
@@ -97,10 +91,11 @@ def production_drift(
 ) -> dg.MaterializeResult:
     """Drift of the day's image statistics (per-channel mean and spread, as serving logs them)
     from those of the training images, and of each served version's probabilities from its
-    outputs on its validation images, with the figures that decided it."""
-    predictions = production_log.records(PREDICTIONS, context.partition_key)
-    images = image_drift(train_image_statistics, predictions)
-    probabilities = probability_drift(model_registry.validation_probabilities, predictions)
+    outputs on its validation images, decided by one Evidently report: its verdicts and p-values
+    are the metadata, and its HTML is stored beside the day's records (`report`)."""
+    day = context.partition_key
+    found = drift(train_image_statistics, model_registry.validation_probabilities, production_log.records(PREDICTIONS, day))
+    images, probabilities = found.images, found.probabilities
     figures = {
         "samples": images["samples"],
         "drifted_statistics": dg.MetadataValue.json(images.get("drifted_statistics", [])),
@@ -108,6 +103,8 @@ def production_drift(
         "drifted_versions": dg.MetadataValue.json(sorted(v for v, entry in probabilities.items() if entry["drifted"])),
         "probability_tests": dg.MetadataValue.json(probabilities),
     }
+    if found.report_html is not None:
+        figures["report"] = dg.MetadataValue.path(production_log.store_drift_report(day, found.report_html))
     verdict = drift_verdict(images, probabilities)
     check = dg.AssetCheckResult(
         check_name=DRIFT_CHECK,
@@ -124,9 +121,9 @@ def drift_verdict(images: dict, probabilities: dict[str, dict]) -> str:
     if images["drifted"] is None:
         lines = [f"images: no verdict: {images['reason']}"]
     elif images["drifted"]:
-        lines = [f"images drifted: {', '.join(images['drifted_statistics'])} (Kolmogorov-Smirnov p < {images['p_value']})"]
+        lines = [f"images drifted: {', '.join(images['drifted_statistics'])} (Kolmogorov-Smirnov p <= {DRIFT_P_VALUE})"]
     else:
-        lines = [f"images: no statistic drifted at p < {images['p_value']}"]
+        lines = [f"images: no statistic drifted at p <= {DRIFT_P_VALUE}"]
     for version, entry in probabilities.items():
         if entry["drifted"] is None:
             lines.append(f"probabilities of version {version}: no verdict: {entry['reason']}")

@@ -1,6 +1,6 @@
 """The monitoring group against real serving: real images and confirmed diagnoses go in through
 serving's API, land in its prediction log (a folder or the S3 server), and the day's partitions
-are materialized from there."""
+are materialized from there; the drift report lands beside the day's records."""
 
 import io
 import shutil
@@ -16,7 +16,7 @@ from PIL import Image
 from skin_cancer_assets.assets.monitoring import production_drift, production_performance, production_predictions
 from skin_cancer_assets.definitions import defs
 from skin_cancer_assets.environment import build_resources, profile_from_env
-from skin_cancer_assets.production import MIN_DRIFT_SAMPLES, probability_drift
+from skin_cancer_assets.production import MIN_DRIFT_SAMPLES, STATISTICS, probability_column
 from skin_cancer_contract.evaluation import wilson_interval
 from tests.resources.s3_support import ACCESS_KEY, REGION, SECRET_KEY
 from tests.serving.serving_support import DATASET, Serving
@@ -70,15 +70,29 @@ def _materialize(resources: dict, day: str, min_confirmed: int) -> tuple[dict, d
     )
 
 
+def _drift_report(dagster_home: Path, day: str) -> str:
+    """`production_drift` of `day` materialized from the smoke profile's training arrays; the location of its report."""
+    materialize_graph(dagster_home, selection=dg.AssetSelection.groups("data"))
+    result = materialize_graph(dagster_home, selection=dg.AssetSelection.assets(production_drift), partition_key=day)
+    return result.asset_materializations_for_node("production_drift")[0].metadata["report"].value
+
+
+def _assert_is_evidently_report(html: str, version: str) -> None:
+    assert "drawDashboard(" in html  # Evidently's standalone HTML
+    for column in [*STATISTICS, probability_column(version)]:
+        assert f"Value Drift for column {column}" in html, column
+
+
 @pytest.mark.parametrize("storage", ["local", "s3"])
-def test_the_days_partitions_count_and_score_what_serving_logged(storage, tmp_path, monkeypatch, smoke_champion, s3_server):
-    env = _storage_env(storage, tmp_path, s3_server)
+def test_the_days_partitions_count_score_and_drift_test_what_serving_logged(storage, tmp_path, monkeypatch, smoke_champion, s3_server):
+    env = _storage_env(storage, tmp_path, s3_server) | {
+        "MLFLOW_TRACKING_URI": smoke_champion["tracking_uri"], "MLFLOW_EXPERIMENT_NAME": f"test-{tmp_path.name}", "SKIN_CANCER_DATA": str(DATASET),
+    }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     server = Serving(
         tmp_path,
-        {**env, "MODEL_URI": smoke_champion["model_uri"], "MLFLOW_TRACKING_URI": smoke_champion["tracking_uri"],
-         "SERVING_FEEDBACK_TOKEN": TOKEN, "PREDICTION_LOG_FLUSH_S": "0.2"},
+        {**env, "MODEL_URI": smoke_champion["model_uri"], "SERVING_FEEDBACK_TOKEN": TOKEN, "PREDICTION_LOG_FLUSH_S": "0.2"},
     )
     try:
         server.wait_until(lambda client: client.get("/ready").status_code == 200, "became ready")
@@ -113,6 +127,16 @@ def test_the_days_partitions_count_and_score_what_serving_logged(storage, tmp_pa
     assert "accuracy" not in entry
     assert entry["reason"] == f"only {len(truth)} confirmed diagnoses, fewer than the {len(truth) + 1} needed to show figures"
 
+    report = _drift_report(tmp_path / "dagster", day)
+    if storage == "s3":
+        key = f"monitoring/drift/date={day}/report.html"
+        assert report == f"s3://{env['AWS_BUCKET']}/{key}"
+        html = s3_server.client().get_object(Bucket=env["AWS_BUCKET"], Key=key)["Body"].read().decode()
+    else:
+        assert report == str(tmp_path / "state" / "storage" / "drift" / f"date={day}" / "report.html")
+        html = Path(report).read_text()
+    _assert_is_evidently_report(html, version)
+
 
 def test_a_day_without_traffic_materializes_empty(tmp_path, monkeypatch):
     monkeypatch.setenv("SKIN_CANCER_STATE", str(tmp_path / "state"))
@@ -142,7 +166,8 @@ def _darkened(data: bytes) -> bytes:
 
 
 def test_darkened_images_trip_the_drift_check_and_real_ones_do_not(tmp_path, pipeline_env, smoke_champion):
-    """The training arrays of the smoke profile are the reference; real test images, then darkened copies, are served."""
+    """The training arrays of the smoke profile are the reference; real test images, then darkened copies, are served.
+    Each verdict's report is the one stored beside the day's records; a storage that cannot take it fails the run."""
     materialize_graph(tmp_path / "dagster", selection=dg.AssetSelection.groups("data"))
     storage = Path(pipeline_env["SKIN_CANCER_STATE"]) / "storage"
     paths = [path for label in ("benign", "malignant") for path in sorted((DATASET / "test" / label).glob("*.jpg"))[:DRIFT_PER_CLASS]]
@@ -152,7 +177,7 @@ def test_darkened_images_trip_the_drift_check_and_real_ones_do_not(tmp_path, pip
          "MLFLOW_TRACKING_URI": smoke_champion["tracking_uri"], "PREDICTION_LOG_FLUSH_S": "0.2"},
     )
     day = datetime.now(timezone.utc).date().isoformat()
-    verdicts = {}
+    verdicts, reports = {}, {}
     try:
         server.wait_until(lambda client: client.get("/ready").status_code == 200, "became ready")
         for name, transform in (("real", lambda data: data), ("darkened", _darkened)):
@@ -164,6 +189,9 @@ def test_darkened_images_trip_the_drift_check_and_real_ones_do_not(tmp_path, pip
             result = materialize_graph(tmp_path / "dagster", selection=dg.AssetSelection.assets(production_drift), partition_key=day)
             (check,) = result.get_asset_check_evaluations()
             verdicts[name] = check
+            report = Path(check.metadata["report"].value)
+            assert report == storage / "drift" / f"date={day}" / "report.html"
+            reports[name] = report.read_text()  # the next set's report replaces it
     finally:
         server.stop()
     real, darkened = verdicts["real"], verdicts["darkened"]
@@ -180,16 +208,13 @@ def test_darkened_images_trip_the_drift_check_and_real_ones_do_not(tmp_path, pip
     assert {"channel_mean_r", "channel_mean_g", "channel_mean_b"} <= set(drifted), darkened.description
     tests = darkened.metadata["tests"].value
     assert tests["channel_mean_r"]["production_median"] < 0.6 * tests["channel_mean_r"]["reference_median"]
+    for name, html in reports.items():
+        _assert_is_evidently_report(html, version)
+    assert "Data drift detected" not in reports["real"] and "Data drift detected" in reports["darkened"]  # the check's own computation
 
-
-def test_probability_drift_compares_each_version_with_its_own_validation_outputs():
-    rng = np.random.default_rng(0)
-    validation = {"3": list(rng.beta(2, 5, 200)), "4": list(rng.beta(2, 5, 200))}
-    served = [{"model_version": "3", "probability_malignant": p} for p in rng.beta(2, 5, 100)]
-    served += [{"model_version": "4", "probability_malignant": p} for p in rng.beta(5, 2, 100)]  # skewed to malignant
-    served += [{"model_version": "5", "probability_malignant": 0.5}] * 10
-    verdicts = probability_drift(validation.get, served)
-    assert verdicts["3"]["drifted"] is False and verdicts["3"]["p_value"] > 0.01
-    assert verdicts["4"]["drifted"] is True and verdicts["4"]["production_median"] > verdicts["4"]["reference_median"]
-    assert (verdicts["4"]["samples"], verdicts["4"]["reference_samples"]) == (100, 200)
-    assert verdicts["5"] == {"samples": 10, "reference_samples": 0, "drifted": None, "reason": "version 5 logged no validation probabilities"}
+    shutil.rmtree(storage / "drift")
+    (storage / "drift").write_text("a file where the reports' folder belongs")
+    failed = materialize_graph(tmp_path / "dagster", selection=dg.AssetSelection.assets(production_drift), partition_key=day, raise_on_error=False)
+    assert not failed.success
+    error = failed.failure_data_for_node("production_drift").error
+    assert f"writing the drift report {storage / 'drift' / f'date={day}' / 'report.html'} failed" in error.to_string(), error.to_string()

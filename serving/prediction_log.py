@@ -86,6 +86,8 @@ class PredictionLog:
         self._batch_size = batch_size
         self._flush_interval_s = flush_interval_s
         self._stop = threading.Event()
+        self._wake = threading.Event()
+        """Set when a batch is ready (or the log stops): the writer sleeps until then, not woken per record."""
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._queue_full_warned = False
         self._unreported_drops: Counter = Counter()
@@ -103,6 +105,7 @@ class PredictionLog:
     def stop(self, timeout_s: float = 10.0) -> None:
         """Flush what is queued (waiting at most `timeout_s`) and end the thread."""
         self._stop.set()
+        self._wake.set()
         self._thread.join(timeout_s)
 
     def answered(self, records: list[dict]) -> None:
@@ -119,6 +122,8 @@ class PredictionLog:
             except queue.Full:
                 self.drop(kind, records[index:], "queue_full")
                 return False
+        if self._queue.qsize() >= self._batch_size:
+            self._wake.set()
         return True
 
     def drop(self, kind: str, records: list[dict], reason: str) -> None:
@@ -147,14 +152,17 @@ class PredictionLog:
         self._report_drops()
 
     def _next_batch(self) -> list[tuple[str, dict]]:
-        """Up to `batch_size` records, waiting at most one flush interval for them to gather."""
-        batch, deadline = [], time.monotonic() + self._flush_interval_s
+        """Up to `batch_size` records, once that many are queued or one flush interval has passed."""
+        self._wake.wait(self._flush_interval_s)
+        self._wake.clear()
+        batch = []
         while len(batch) < self._batch_size:
-            remaining = 0 if self._stop.is_set() else deadline - time.monotonic()
             try:
-                batch.append(self._queue.get(timeout=max(remaining, 0.01)))
+                batch.append(self._queue.get_nowait())
             except queue.Empty:
                 break
+        if self._stop.is_set() or self._queue.qsize() >= self._batch_size:
+            self._wake.set()  # more to write at once
         return batch
 
     def _write(self, batch: list[tuple[str, dict]]) -> None:

@@ -43,6 +43,7 @@ from skin_cancer_contract.registry import CHAMPION_ALIAS, CHAMPION_URI, REGISTER
 IMAGE = Path(os.environ.get("SKIN_CANCER_DATA", REPO_ROOT.parent / "shared" / "datasets" / "skin-cancer")) / "test" / "benign" / "1.jpg"
 ADMIN_TOKEN = "bench-token"
 CONCURRENCY = (1, 8, 32)
+WARM_UP_REQUESTS = 100
 
 
 @dataclass
@@ -236,20 +237,26 @@ def reload_latency(url: str, tracking_uri: str, model_uri: str, jpeg: bytes) -> 
 
 
 def log_cost(url_on: str, url_off: str, files: dict, budget: "Budget") -> list[Result]:
-    """/predict with the prediction log on and off, at 1 and 8 clients, in the order on, off, off, on
-    (a steady drift of the machine weighs on both alike); each side's two runs pooled."""
+    """/predict with the prediction log on and off, at 1 and 8 clients, each server warmed first,
+    then in the order on, off, off, on, twice (a steady drift of the machine weighs on both
+    alike); each side's four runs pooled."""
 
     def call(client: httpx.Client) -> None:
         response = client.post("/predict", files=files)
         if response.status_code != 200:
             raise RuntimeError(f"{response.status_code}: {response.text[:300]}")
 
+    def session(url: str):
+        return httpx.Client(base_url=url, timeout=300)
+
+    for url in (url_on, url_off):  # the first requests of a fresh server are slower: not measured
+        measure("warm-up", 8, call, lambda u=url: session(u), Budget(budget.seconds, WARM_UP_REQUESTS))
     pooled = []
     for clients in (1, 8):
         runs: dict[str, list[Result]] = {"on": [], "off": []}
-        for side in ("on", "off", "off", "on"):
+        for side in ("on", "off", "off", "on") * 2:
             url = url_on if side == "on" else url_off
-            runs[side].append(measure(f"/predict, log {side}", clients, call, lambda u=url: httpx.Client(base_url=u, timeout=300), budget))
+            runs[side].append(measure(f"/predict, log {side}", clients, call, lambda u=url: session(u), budget))
         for side, results in runs.items():
             pooled.append(Result(results[0].target, clients, [s for r in results for s in r.latencies], sum(r.seconds for r in results)))
     return pooled

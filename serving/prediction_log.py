@@ -1,9 +1,9 @@
 """The prediction log: every prediction and confirmed diagnosis, written off the request path.
 
 A request only makes its records (id, probability, label) and hands them on: each image's facts
-are computed in the decode pool after the answer has left, then the records go on a bounded
-in-memory queue that a background thread flushes
-in batches, one new JSON Lines file per flush and day, into the project's storage (see
+are computed in the decode pool while the answer is sent (the request does not wait for them),
+then the records go on a bounded in-memory queue that a background thread flushes in batches,
+one new JSON Lines file per flush and day, into the project's storage (see
 skin_cancer_contract.monitoring for the layout). A full queue or failing storage never slows
 or fails a request: the records are dropped, counted in /metrics and logged, and the count per
 day, kind and reason is written under drops/ as soon as the storage takes it again, so the
@@ -201,7 +201,7 @@ def now_iso() -> str:
 
 def file_facts(uploads: list[tuple[str, bytes]], sizes: list[tuple[int, int]], images: np.ndarray) -> list[dict]:
     """sha256, width and height (`sizes`, read from the headers) of each uploaded file, and the
-    statistics of its decoded image; blocking, for the decode pool once the answer has left."""
+    statistics of its decoded image; blocking, for the decode pool while the answer is sent."""
     return [
         {"sha256": hashlib.sha256(data).hexdigest(), "width": width, "height": height, **statistics}
         for (_, data), (width, height), statistics in zip(uploads, sizes, _image_statistics(images))

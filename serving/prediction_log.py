@@ -26,13 +26,14 @@ from pathlib import Path
 import numpy as np
 
 from serving.metrics import LOG_RECORDS_DROPPED, LOG_RECORDS_WRITTEN
+from serving.schemas import RecentPrediction
 from skin_cancer_contract.data import label_name
 from skin_cancer_contract.monitoring import DROPS, PREDICTIONS, batch_key, channel_statistics, record_day, to_json_lines
 
 log = logging.getLogger(__name__)
 RECENT_PREDICTIONS = 1000
 """How many of the last predictions GET /monitoring/recent shows."""
-RECENT_FIELDS = ("time", "model_version", "probability_malignant", "label", "latency_ms")
+RECENT_FIELDS = tuple(RecentPrediction.model_fields)
 """What it shows of each: no image facts, so the last predictions cost little memory."""
 
 

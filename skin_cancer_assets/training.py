@@ -64,10 +64,42 @@ def train(
     else:
         model, history = _fit(spec, config, images, labels, train_idx, val_idx, spec.name, lambda e, m: log_epoch("", e, m))
         fold_metrics = []
-    val_probs = predict(model, images[val_idx], config.batch_size)
-    threshold = threshold_for_recall(labels[val_idx], val_probs, config.target_recall, config.recall_confidence)
-    metrics = evaluate(labels[val_idx], val_probs, threshold)
-    without_margin = evaluate(labels[val_idx], val_probs, threshold_for_recall(labels[val_idx], val_probs, config.target_recall))
+    return _with_threshold(model, history, fold_metrics, config, images[val_idx], labels[val_idx])
+
+
+def combine(spec: ModelSpec, config: TrainingConfig, members: list[keras.Model], images: np.ndarray, labels: np.ndarray) -> TrainedModel:
+    """One model that serves the mean of the trained `members`' log-odds, its threshold set on the
+    validation split of `images` like any trained model's. Nothing is fitted.
+
+    Log-odds rather than probabilities: a member that is sure (0.999) is not outvoted by one that
+    is unsure (0.6). Each member must end in build_model's sigmoid `malignant` layer; the combined
+    model is made of Keras layers only, so anything that loads a zoo model loads it too.
+    """
+    import keras
+
+    inputs = keras.Input(shape=images.shape[1:], dtype="uint8", name="image")
+    log_odds = []
+    for member in members:
+        output = member.get_layer("malignant")
+        if not (isinstance(output, keras.layers.Dense) and output.activation is keras.activations.sigmoid):
+            raise ValueError(f"{spec.name}: member {member.name} does not end in a sigmoid Dense layer `malignant` "
+                             "(a cross-validated model averages its folds' probabilities); it cannot join an ensemble")
+        features = keras.Model(member.inputs, output.input, name=member.name)(inputs)
+        member_log_odds = keras.layers.Dense(1, name=f"{member.name}_log_odds")
+        log_odds.append(member_log_odds(features))
+        member_log_odds.set_weights(output.get_weights())
+    mean = keras.layers.Average(name="mean_log_odds")(log_odds)
+    model = keras.Model(inputs, keras.layers.Activation("sigmoid", name="malignant")(mean), name=spec.name)
+    _, val_idx = validation_split(labels, config.validation_split, config.seed)
+    return _with_threshold(model, {}, [], config, images[val_idx], labels[val_idx])
+
+
+def _with_threshold(model, history, fold_metrics, config: TrainingConfig, val_images, val_labels) -> TrainedModel:
+    """The model's threshold, metrics and outputs on its validation images."""
+    val_probs = predict(model, val_images, config.batch_size)
+    threshold = threshold_for_recall(val_labels, val_probs, config.target_recall, config.recall_confidence)
+    metrics = evaluate(val_labels, val_probs, threshold)
+    without_margin = evaluate(val_labels, val_probs, threshold_for_recall(val_labels, val_probs, config.target_recall))
     margin_cost = without_margin["specificity"] - metrics["specificity"]
     return TrainedModel(model, history, threshold, metrics, fold_metrics, margin_cost, val_probs)
 

@@ -18,7 +18,7 @@ from skin_cancer_assets.versioning import code_version
 from skin_cancer_contract.evaluation import METRICS, evaluate, split_digest
 from skin_cancer_contract.registry import REGISTERED_MODEL_NAME, VALIDATION_PROBABILITIES
 
-FIGURES = ("learning_curves.png", "confusion_matrix.png")
+LEARNING_CURVES, CONFUSION_MATRIX = "learning_curves.png", "confusion_matrix.png"
 TRAINING_IMAGES = "training_images.json"
 """Run artifact: the sha256 of every image the network was fitted on, so a later election can
 score it only on images it has never seen."""
@@ -31,11 +31,15 @@ def candidate_key(model_name: str) -> str:
 
 def model_asset(spec: ModelSpec, profile: Profile, gpu_tags: dict) -> dg.AssetsDefinition:
     """Two assets from one step: the network `spec.name` (stored as `.keras`) and its candidate
-    record for the election (JSON). The step trains, logs its own MLflow run and registers a version."""
+    record for the election (JSON). The step trains (an ensemble: combines its members' networks),
+    logs its own MLflow run and registers a version."""
     config_class = config_class_for(spec.name, {**spec.defaults, **profile.training_overrides})
-    parallel_steps = min(len(ZOO), os.cpu_count() or 1)
-    # the network's whole module: a pretrained network's version covers its layout and weight loader too
-    version = code_version(inspect.getmodule(spec.build_network), build_model, training)
+    parallel_steps = min(sum(not s.members for s in ZOO), os.cpu_count() or 1)
+    if spec.members:
+        version = code_version(training)
+    else:  # the network's whole module: a pretrained network's version covers its layout and weight loader too
+        version = code_version(inspect.getmodule(spec.build_network), build_model, training)
+    member_ins = {key: dg.AssetIn() for member in spec.members for key in (member, candidate_key(member))}
 
     @dg.multi_asset(
         name=spec.name,
@@ -48,6 +52,7 @@ def model_asset(spec: ModelSpec, profile: Profile, gpu_tags: dict) -> dg.AssetsD
                 code_version=version,
             ),
         },
+        ins=member_ins,
         op_tags={**spec.op_tags, **(gpu_tags if spec.wants_gpu else {})},
     )
     def _train_asset(
@@ -59,12 +64,15 @@ def model_asset(spec: ModelSpec, profile: Profile, gpu_tags: dict) -> dg.AssetsD
         test_images: np.ndarray,
         test_labels: np.ndarray,
         mlflow: MlflowTracking,  # opens the Dagster run's MLflow run, in which this step's run nests
+        **members,  # an ensemble's member networks and their candidate records
     ):
         training.limit_threads(training.threads_per_training_step(parallel_steps))
         started = time.monotonic()
         fitted_rows, validation_rows = training.validation_split(train_labels, config.validation_split, config.seed)
+        validation_digest = split_digest(train_images[validation_rows], train_labels[validation_rows])
+        member_tags = _members_on(validation_digest, spec, members)
         with mlflow.start_run(run_name=spec.name, nested=True) as run:
-            mlflow.set_tags({"model_class": spec.name, "dagster_run_id": context.run_id})
+            mlflow.set_tags({"model_class": spec.name, "dagster_run_id": context.run_id, **member_tags})
             mlflow.log_params({**config.model_dump(), "model_class": spec.name, "train_images": len(train_labels)})
             mlflow.log_dict({"sha256": [train_image_ids[row] for row in fitted_rows]}, TRAINING_IMAGES)
 
@@ -73,7 +81,11 @@ def model_asset(spec: ModelSpec, profile: Profile, gpu_tags: dict) -> dg.AssetsD
                 shown = " ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()))
                 context.log.info(f"{spec.name} {prefix}epoch {epoch + 1}/{config.epochs}: {shown}")
 
-            trained = training.train(spec, config, train_images, train_labels, log_epoch)
+            if spec.members:
+                networks = [members[member] for member in spec.members]
+                trained = training.combine(spec, config, networks, train_images, train_labels)
+            else:
+                trained = training.train(spec, config, train_images, train_labels, log_epoch)
             mlflow.log_dict({"probability_malignant": [round(float(p), 6) for p in trained.validation_probabilities]}, VALIDATION_PROBABILITIES)
             probs = training.predict(trained.model, test_images, config.batch_size)
             test = evaluate(test_labels, probs, trained.threshold)
@@ -92,12 +104,12 @@ def model_asset(spec: ModelSpec, profile: Profile, gpu_tags: dict) -> dg.AssetsD
                     evaluation[f"cv_mean_val_{name}"] = float(np.mean([f[name] for f in trained.fold_metrics]))
             # Logged after the last epoch's step, so the logged model links these and not the curves.
             mlflow.log_metrics(evaluation, step=config.epochs)
-            curves = figures.learning_curves(trained.history, f"{spec.name}: learning curves")
-            confusion = figures.confusion_matrix(test, f"{spec.name}: test set")
-            for figure, path in zip((curves, confusion), FIGURES):
+            pictures = {CONFUSION_MATRIX: figures.confusion_matrix(test, f"{spec.name}: test set")}
+            if trained.history:  # an ensemble has no epochs of its own
+                pictures[LEARNING_CURVES] = figures.learning_curves(trained.history, f"{spec.name}: learning curves")
+            for path, figure in pictures.items():
                 mlflow.log_figure(figure, path)
                 figures.close(figure)
-            validation_digest = split_digest(train_images[validation_rows], train_labels[validation_rows])
             test_digest = split_digest(test_images, test_labels)
             registered = _log_and_register(
                 trained.model,
@@ -112,6 +124,7 @@ def model_asset(spec: ModelSpec, profile: Profile, gpu_tags: dict) -> dg.AssetsD
                     "validation_digest": validation_digest,
                     "test_digest": test_digest,
                     "dagster_run_id": context.run_id,
+                    **member_tags,
                 },
             )
             candidate = Candidate(
@@ -153,7 +166,7 @@ def model_asset(spec: ModelSpec, profile: Profile, gpu_tags: dict) -> dg.AssetsD
                 ),
                 **{
                     path.removesuffix(".png"): dg.MetadataValue.url(artifact_url(mlflow.ui_url, run.info.run_id, path))
-                    for path in FIGURES
+                    for path in pictures
                 },
             },
         )
@@ -168,6 +181,20 @@ def model_asset(spec: ModelSpec, profile: Profile, gpu_tags: dict) -> dg.AssetsD
         )
 
     return _train_asset
+
+
+def _members_on(validation_digest: str, spec: ModelSpec, members: dict) -> dict[str, str]:
+    """The member versions an ensemble combines, as tags; fails unless each member was validated on
+    the same held-out images as the ensemble, so no member has trained on its validation rows."""
+    records = {member: Candidate.from_record(members[candidate_key(member)]) for member in spec.members}
+    for member, record in records.items():
+        if record.validation_digest != validation_digest:
+            raise dg.Failure(
+                f"{spec.name}: {record.label} was validated on other images than {spec.name}'s validation split "
+                f"(different validation_split or seed in the launchpad, or trained before the data changed); "
+                f"train {member} with the same settings, then {spec.name} again"
+            )
+    return {f"member_{member}": record.version for member, record in records.items()}
 
 
 def _log_and_register(

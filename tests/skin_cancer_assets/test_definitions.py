@@ -12,6 +12,7 @@ from skin_cancer_assets.training_config import TrainingConfig
 ARRAYS = {"train_images", "train_labels", "test_images", "test_labels"}
 IMAGE_IDS = {"train_image_ids", "test_image_ids"}
 MODELS = {spec.name for spec in ZOO}
+ENSEMBLES = {spec.name: spec.members for spec in ZOO if spec.members}
 CANDIDATES = {f"{name}_candidate" for name in MODELS}
 
 
@@ -36,14 +37,16 @@ def test_every_asset_of_the_lineage_exists_in_its_group():
         "production_performance": "monitoring",
         "production_drift": "monitoring",
     }
-    assert MODELS == {"basic_cnn", "resnet50", "crossval_cnn", "efficientnet_lite0"}
+    assert MODELS == {"basic_cnn", "resnet50", "crossval_cnn", "efficientnet_lite0", "ensemble"}
 
 
 def test_lineage_runs_from_raw_images_to_serving():
     for name in ARRAYS | IMAGE_IDS | {"train_image_statistics"}:
         assert _parents(name) == {"raw_images"}
     for name in MODELS | CANDIDATES:  # each network and its record come from one training step
-        assert _parents(name) == ARRAYS | {"train_image_ids"}
+        members = ENSEMBLES.get(name.removesuffix("_candidate"), ())  # an ensemble's step combines its members'
+        assert _parents(name) == ARRAYS | {"train_image_ids"} | {*members, *(f"{m}_candidate" for m in members)}
+    assert ENSEMBLES == {"ensemble": ("efficientnet_lite0", "basic_cnn")}
     assert _parents("champion_model") == CANDIDATES | {"train_images", "train_labels", "train_image_ids"}
     assert _parents("serving_deployment") == {"champion_model"}
     assert _parents("production_drift") == {"production_predictions", "train_image_statistics"}  # not the images

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from skin_cancer_assets.assets.champion import ELECTION_POOL
-from skin_cancer_assets.assets.models import TRAINING_IMAGES
+from skin_cancer_assets.assets.models import TRAINING_IMAGES, _members_on
 from skin_cancer_assets.model_zoo import ZOO, build_model
 from skin_cancer_assets.training_config import TrainingConfig
 from skin_cancer_contract.evaluation import split_digest
@@ -34,6 +34,7 @@ from tests.skin_cancer_assets.pipeline import (
 from tests.skin_cancer_assets.registry_proxy import FailingProxy
 
 MODELS = {spec.name for spec in ZOO}
+ENSEMBLES = {spec.name: spec.members for spec in ZOO if spec.members}
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +59,8 @@ def test_each_model_logs_its_own_run_with_params_curves_and_metrics(smoke_champi
             assert metric in run.data.metrics, f"{name} misses {metric}"
         assert run.data.metrics["val_margin_specificity_cost"] >= 0.0  # a margin only ever lowers the threshold
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-        assert {TRAINING_IMAGES, "learning_curves.png", "confusion_matrix.png"} <= artifacts
+        assert {TRAINING_IMAGES, "confusion_matrix.png"} <= artifacts
+        assert ("learning_curves.png" in artifacts) == (name not in ENSEMBLES), "an ensemble has no epochs to draw"
         fitted = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/{TRAINING_IMAGES}")["sha256"]
         train_images = int(run.data.params["train_images"])
         assert len(fitted) == train_images - math.ceil(0.2 * train_images)  # the rest is the validation split
@@ -97,7 +99,23 @@ def test_each_model_is_a_registered_version_tagged_for_the_election(smoke_champi
         assert 0.0 <= float(version.tags["threshold"]) <= 1.0
     # every class was measured on the same validation images and the same test images
     assert len({v.tags["validation_digest"] for v in versions}) == 1
+    by_class = {v.tags["model_class"]: v for v in versions}
+    for ensemble, members in ENSEMBLES.items():  # which versions an ensemble combines, as its lineage in MLflow
+        assert {f"member_{m}": by_class[m].version for m in members}.items() <= by_class[ensemble].tags.items()
     assert len({v.tags["test_digest"] for v in versions}) == 1
+
+
+def test_an_ensemble_refuses_members_validated_on_other_images(smoke_champion):
+    """A member trained with another validation split has fitted some of the ensemble's validation rows."""
+    records = {c["model_class"]: c for c in smoke_champion["champion"]["candidates"]}
+    (ensemble, members), *_ = ENSEMBLES.items()
+    spec = next(spec for spec in ZOO if spec.name == ensemble)
+    inputs = {f"{m}_candidate": records[m] for m in members}
+    digest = records[ensemble]["validation_digest"]
+    assert _members_on(digest, spec, inputs) == {f"member_{m}": records[m]["version"] for m in members}
+    inputs[f"{members[1]}_candidate"] = {**records[members[1]], "validation_digest": "another-split"}
+    with pytest.raises(dg.Failure, match=f"{members[1]} v{records[members[1]]['version']} was validated on other images"):
+        _members_on(digest, spec, inputs)
 
 
 def test_the_first_election_promotes_the_best_candidate_and_its_alias_predicts(smoke_champion, client):

@@ -8,9 +8,14 @@ import pytest
 from skin_cancer_assets import training
 from skin_cancer_assets.model_zoo import ZOO, build_model
 from skin_cancer_assets.training_config import TrainingConfig
+from skin_cancer_contract.evaluation import threshold_for_recall
 
 
-@pytest.mark.parametrize("spec", ZOO, ids=lambda spec: spec.name)
+TRAINED = [spec for spec in ZOO if not spec.members]
+ENSEMBLE = next(spec for spec in ZOO if spec.members)
+
+
+@pytest.mark.parametrize("spec", TRAINED, ids=lambda spec: spec.name)
 def test_models_take_uint8_images_and_apply_the_learning_rate(spec):
     config = TrainingConfig(learning_rate=0.0123, image_size=32)
     model = build_model(spec, config, input_size=48)
@@ -102,3 +107,46 @@ def test_a_models_launchpad_config_keeps_each_settings_description():
     assert config().epochs == 20
     for name in ("epochs", "frozen_epochs"):
         assert config.model_fields[name].description == TrainingConfig.model_fields[name].description is not None
+
+
+def test_an_ensemble_serves_the_mean_of_its_members_log_odds(tmp_path):
+    import keras
+
+    config = TrainingConfig(image_size=32, validation_split=0.5, batch_size=8)
+    members = []
+    for seed, name, bias in ((1, "first", 3.0), (2, "second", -1.0)):
+        keras.utils.set_random_seed(seed)
+        member = build_model(ZOO[0], config, input_size=48, name=name)
+        kernel, _ = member.get_layer("malignant").get_weights()
+        member.get_layer("malignant").set_weights([kernel * 50, np.array([bias], np.float32)])  # a sure and an unsure one
+        members.append(member)
+    images = np.random.default_rng(4).integers(0, 256, (16, 48, 48, 3), dtype=np.uint8)
+    labels = np.array([0, 1] * 8)
+
+    combined = training.combine(ENSEMBLE, config, members, images, labels)
+
+    def log_odds(p):
+        return np.log(p / (1 - p))
+
+    each = [training.predict(member, images).astype(np.float64) for member in members]
+    expected = 1 / (1 + np.exp(-(log_odds(each[0]) + log_odds(each[1])) / 2))
+    assert not np.allclose(expected, (each[0] + each[1]) / 2, atol=1e-4)  # the members disagree enough to tell
+    probs = training.predict(combined.model, images)
+    np.testing.assert_allclose(probs, expected, atol=1e-5)
+    _, val_rows = training.validation_split(labels, config.validation_split, config.seed)
+    np.testing.assert_allclose(combined.validation_probabilities, expected[val_rows], atol=1e-5)
+    assert combined.threshold == threshold_for_recall(labels[val_rows], combined.validation_probabilities, 0.90, 0.95)
+    assert combined.history == {} and combined.model.name == ENSEMBLE.name
+
+    combined.model.save(tmp_path / "ensemble.keras")  # Keras layers only: loads in safe mode, nothing to import
+    reloaded = keras.saving.load_model(tmp_path / "ensemble.keras", safe_mode=True)
+    np.testing.assert_allclose(training.predict(reloaded, images), probs, atol=1e-6)
+
+
+def test_an_ensemble_refuses_a_member_without_a_sigmoid_output():
+    crossval = next(spec for spec in ZOO if spec.cross_validated)
+    images, labels = np.random.default_rng(5).integers(0, 256, (8, 48, 48, 3), dtype=np.uint8), np.array([0, 1] * 4)
+    config = TrainingConfig(epochs=1, batch_size=4, k_folds=2, image_size=32, validation_split=0.5, run_eagerly=True)
+    folds = training.train(crossval, config, images, labels, lambda *_: None).model
+    with pytest.raises(ValueError, match=f"member {crossval.name} does not end in a sigmoid Dense layer"):
+        training.combine(ENSEMBLE, config, [folds], images, labels)

@@ -18,7 +18,7 @@ dev dev-postgres: export DAGSTER_PORT MLFLOW_PORT SERVING_PORT APP_PORT
 
 .DEFAULT_GOAL := help
 .PHONY: help install run smoke test test-fast dev serve app upload-data dev-postgres postgres-down \
-	bench bench-preprocess bench-io bench-serving bench-redeploy bench-quality bench-recipes lint-docker compose-up compose-down compose-test clean
+	bench bench-preprocess bench-io bench-serving bench-redeploy bench-quality bench-recipes bench-ensembles lint-docker compose-up compose-down compose-test clean
 
 help:  ## This list.
 	@grep -E '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 20
@@ -80,6 +80,8 @@ bench-quality: install  ## The default graph on the full data against the qualit
 	$(BIN)/python bench/quality.py
 bench-recipes: install  ## What each training setting of basic_cnn gains or loses (about 8 min per recipe).
 	$(BIN)/python bench/recipes.py
+bench-ensembles: install  ## What combining trained zoo models gains over the best one, by log-odds or probabilities (about 12 min).
+	$(BIN)/python bench/ensembles.py
 
 lint-docker: install  ## hadolint on every Dockerfile.
 	$(BIN)/hadolint deploy/docker/Dockerfile.code deploy/docker/Dockerfile.dagster serving/Dockerfile streamlit_app/Dockerfile

@@ -47,7 +47,7 @@ def main() -> None:
     train_images, train_labels = split_arrays("train", args.data)
     test_images, test_labels = split_arrays("test", args.data)
     ensemble_spec = next(spec for spec in ZOO if spec.members)
-    shared = config_class_for(ensemble_spec.name, ensemble_spec.defaults)()  # the ensemble step's own settings
+    shared = config_class_for(ensemble_spec.name, ensemble_spec.defaults, ensemble=True)()  # the ensemble step's settings
     _, val_rows = training.validation_split(train_labels, shared.validation_split, shared.seed)
     val_labels = train_labels[val_rows]
 

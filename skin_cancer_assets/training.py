@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     import keras
 
 from skin_cancer_assets.model_zoo import ModelSpec, build_model
-from skin_cancer_assets.training_config import TrainingConfig
+from skin_cancer_assets.training_config import EnsembleConfig, TrainingConfig
 from skin_cancer_contract.evaluation import evaluate, threshold_for_recall
 
 EpochLogger = Callable[[str, int, dict[str, float]], None]
@@ -67,7 +67,7 @@ def train(
     return _with_threshold(model, history, fold_metrics, config, images[val_idx], labels[val_idx])
 
 
-def combine(spec: ModelSpec, config: TrainingConfig, members: list[keras.Model], images: np.ndarray, labels: np.ndarray) -> TrainedModel:
+def combine(spec: ModelSpec, config: EnsembleConfig, members: list[keras.Model], images: np.ndarray, labels: np.ndarray) -> TrainedModel:
     """One model that serves the mean of the trained `members`' log-odds, its threshold set on the
     validation split of `images` like any trained model's. Nothing is fitted.
 
@@ -94,7 +94,7 @@ def combine(spec: ModelSpec, config: TrainingConfig, members: list[keras.Model],
     return _with_threshold(model, {}, [], config, images[val_idx], labels[val_idx])
 
 
-def _with_threshold(model, history, fold_metrics, config: TrainingConfig, val_images, val_labels) -> TrainedModel:
+def _with_threshold(model, history, fold_metrics, config: TrainingConfig | EnsembleConfig, val_images, val_labels) -> TrainedModel:
     """The model's threshold, metrics and outputs on its validation images."""
     val_probs = predict(model, val_images, config.batch_size)
     threshold = threshold_for_recall(val_labels, val_probs, config.target_recall, config.recall_confidence)

@@ -81,6 +81,23 @@ def with_defaults(base: type[ConfigT], class_name: str, defaults: dict) -> type[
     return create_model(class_name, __base__=base, **fields)
 
 
-def config_class_for(model_name: str, defaults: dict) -> type[TrainingConfig]:
-    """A TrainingConfig subclass with this model's defaults, named for the launchpad."""
-    return with_defaults(TrainingConfig, "".join(part.title() for part in model_name.split("_")) + "TrainingConfig", defaults)
+EnsembleConfig = create_model(
+    "EnsembleConfig",
+    __base__=dg.Config,
+    **{
+        name: (TrainingConfig.model_fields[name].annotation, TrainingConfig.model_fields[name])
+        for name in ("batch_size", "validation_split", "target_recall", "recall_confidence", "seed")
+    },
+)
+"""The TrainingConfig settings an ensemble reads: it fits nothing, so epochs, learning rates and the
+like would only mislead in its launchpad."""
+
+
+def config_class_for(model_name: str, defaults: dict, ensemble: bool = False) -> type[dg.Config]:
+    """This model's launchpad config, named for it: TrainingConfig with its defaults, or for an
+    ensemble EnsembleConfig, leaving out the defaults that do not apply to one (a profile's epochs)."""
+    if ensemble:
+        defaults = {name: value for name, value in defaults.items() if name in EnsembleConfig.model_fields}
+    base = EnsembleConfig if ensemble else TrainingConfig
+    suffix = "Config" if ensemble else "TrainingConfig"
+    return with_defaults(base, "".join(part.title() for part in model_name.split("_")) + suffix, defaults)

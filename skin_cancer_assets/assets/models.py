@@ -33,7 +33,7 @@ def model_asset(spec: ModelSpec, profile: Profile, gpu_tags: dict) -> dg.AssetsD
     """Two assets from one step: the network `spec.name` (stored as `.keras`) and its candidate
     record for the election (JSON). The step trains (an ensemble: combines its members' networks),
     logs its own MLflow run and registers a version."""
-    config_class = config_class_for(spec.name, {**spec.defaults, **profile.training_overrides})
+    config_class = config_class_for(spec.name, {**spec.defaults, **profile.training_overrides}, ensemble=bool(spec.members))
     parallel_steps = min(sum(not s.members for s in ZOO), os.cpu_count() or 1)
     if spec.members:
         version = code_version(training)
@@ -103,7 +103,8 @@ def model_asset(spec: ModelSpec, profile: Profile, gpu_tags: dict) -> dg.AssetsD
                 for name in ("roc_auc", "accuracy"):
                     evaluation[f"cv_mean_val_{name}"] = float(np.mean([f[name] for f in trained.fold_metrics]))
             # Logged after the last epoch's step, so the logged model links these and not the curves.
-            mlflow.log_metrics(evaluation, step=config.epochs)
+            final_step = 0 if spec.members else config.epochs
+            mlflow.log_metrics(evaluation, step=final_step)
             pictures = {CONFUSION_MATRIX: figures.confusion_matrix(test, f"{spec.name}: test set")}
             if trained.history:  # an ensemble has no epochs of its own
                 pictures[LEARNING_CURVES] = figures.learning_curves(trained.history, f"{spec.name}: learning curves")
@@ -116,7 +117,7 @@ def model_asset(spec: ModelSpec, profile: Profile, gpu_tags: dict) -> dg.AssetsD
                 spec.name,
                 test_images[:1],
                 probs[:1],
-                step=config.epochs,
+                step=final_step,
                 tags={
                     "model_class": spec.name,
                     "threshold": f"{trained.threshold:.6f}",

@@ -7,7 +7,7 @@ import pytest
 
 from skin_cancer_assets import training
 from skin_cancer_assets.model_zoo import ZOO, build_model
-from skin_cancer_assets.training_config import TrainingConfig
+from skin_cancer_assets.training_config import EnsembleConfig, TrainingConfig
 from skin_cancer_contract.evaluation import threshold_for_recall
 
 
@@ -112,7 +112,7 @@ def test_a_models_launchpad_config_keeps_each_settings_description():
 def test_an_ensemble_serves_the_mean_of_its_members_log_odds(tmp_path):
     import keras
 
-    config = TrainingConfig(image_size=32, validation_split=0.5, batch_size=8)
+    config = TrainingConfig(image_size=32)
     members = []
     for seed, name, bias in ((1, "first", 3.0), (2, "second", -1.0)):
         keras.utils.set_random_seed(seed)
@@ -123,7 +123,8 @@ def test_an_ensemble_serves_the_mean_of_its_members_log_odds(tmp_path):
     images = np.random.default_rng(4).integers(0, 256, (16, 48, 48, 3), dtype=np.uint8)
     labels = np.array([0, 1] * 8)
 
-    combined = training.combine(ENSEMBLE, config, members, images, labels)
+    ensemble_config = EnsembleConfig(validation_split=0.5, batch_size=8)
+    combined = training.combine(ENSEMBLE, ensemble_config, members, images, labels)
 
     def log_odds(p):
         return np.log(p / (1 - p))
@@ -133,7 +134,7 @@ def test_an_ensemble_serves_the_mean_of_its_members_log_odds(tmp_path):
     assert not np.allclose(expected, (each[0] + each[1]) / 2, atol=1e-4)  # the members disagree enough to tell
     probs = training.predict(combined.model, images)
     np.testing.assert_allclose(probs, expected, atol=1e-5)
-    _, val_rows = training.validation_split(labels, config.validation_split, config.seed)
+    _, val_rows = training.validation_split(labels, ensemble_config.validation_split, ensemble_config.seed)
     np.testing.assert_allclose(combined.validation_probabilities, expected[val_rows], atol=1e-5)
     assert combined.threshold == threshold_for_recall(labels[val_rows], combined.validation_probabilities, 0.90, 0.95)
     assert combined.history == {} and combined.model.name == ENSEMBLE.name
@@ -149,4 +150,4 @@ def test_an_ensemble_refuses_a_member_without_a_sigmoid_output():
     config = TrainingConfig(epochs=1, batch_size=4, k_folds=2, image_size=32, validation_split=0.5, run_eagerly=True)
     folds = training.train(crossval, config, images, labels, lambda *_: None).model
     with pytest.raises(ValueError, match=f"member {crossval.name} does not end in a sigmoid Dense layer"):
-        training.combine(ENSEMBLE, config, [folds], images, labels)
+        training.combine(ENSEMBLE, EnsembleConfig(), [folds], images, labels)

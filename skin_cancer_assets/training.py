@@ -141,6 +141,8 @@ def _fit(spec, config, images, labels, train_idx, val_idx, name, on_epoch) -> tu
     import keras
 
     model = build_model(spec, config, images.shape[1], name)
+    phases = _phases(spec, config)
+    fitted_part, inputs = _part_that_trains(model, spec, config, phases, images)
     steps_per_epoch = math.ceil(len(train_idx) / config.batch_size)
     callbacks = [keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: on_epoch(epoch, dict(logs)))]
     if config.early_stopping_patience > 0:
@@ -150,20 +152,20 @@ def _fit(spec, config, images, labels, train_idx, val_idx, name, on_epoch) -> tu
             )
         )
     history = {}
-    for epochs, learning_rate, first_trained_block in _phases(spec, config):
+    for epochs, learning_rate, first_trained_block in phases:
         if spec.block_of_layer:
             _train_backbone_from(model, spec.block_of_layer, first_trained_block)
-        model.compile(  # again in every phase: Keras applies `trainable` changes when compiling
+        fitted_part.compile(  # again in every phase: Keras applies `trainable` changes when compiling
             optimizer=_optimizer(config, learning_rate, decay_steps=len(epochs) * steps_per_epoch),
             loss="binary_crossentropy",
             metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")],
             jit_compile=False,  # XLA compiles for minutes on a CPU before the first step
             run_eagerly=config.run_eagerly,
         )
-        fitted = model.fit(
-            images[train_idx],
+        fitted = fitted_part.fit(
+            inputs[train_idx],
             labels[train_idx],
-            validation_data=(images[val_idx], labels[val_idx]),
+            validation_data=(inputs[val_idx], labels[val_idx]),
             initial_epoch=epochs.start,
             epochs=epochs.stop,
             batch_size=config.batch_size,
@@ -174,6 +176,27 @@ def _fit(spec, config, images, labels, train_idx, val_idx, name, on_epoch) -> tu
         for metric, values in fitted.history.items():
             history.setdefault(metric, []).extend(float(v) for v in values)
     return model, history
+
+
+def _part_that_trains(model: keras.Model, spec: ModelSpec, config: TrainingConfig, phases, images: np.ndarray):
+    """The part of `model` that fit() has to run, and its inputs for every row of `images`.
+
+    Backbone blocks below the lowest one any phase trains stay frozen throughout, batch norms
+    included, so without augmentation their output for an image is the same in every epoch: it is
+    computed once here, and the epochs run only the layers above. Both parts share `model`'s layers,
+    so training the upper part trains the model that is served.
+    """
+    import keras
+
+    if spec.block_of_layer is None or config.augment:  # random transforms sit below the backbone
+        return model, images
+    first_trained = min(first_block for _, _, first_block in phases)
+    frozen = [layer for layer in model.layers if (block := spec.block_of_layer(layer.name)) is not None and block < first_trained]
+    if not frozen:
+        return model, images
+    trunk_output = frozen[-1].output  # the last frozen layer in graph order: all that flows into the trained blocks
+    trunk = keras.Model(model.inputs, trunk_output)
+    return keras.Model(trunk_output, model.outputs), trunk.predict(images, batch_size=config.batch_size, verbose=0)
 
 
 def _phases(spec: ModelSpec, config: TrainingConfig) -> list[tuple[range, float, float]]:

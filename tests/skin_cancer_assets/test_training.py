@@ -85,10 +85,30 @@ def test_a_pretrained_backbone_trains_the_head_first_then_its_top_blocks():
     epochs = []
     trained = training.train(spec, config, images, labels, lambda prefix, epoch, metrics: epochs.append(epoch))
     assert epochs == [0, 1] and len(trained.history["loss"]) == 2
-    assert float(trained.model.optimizer.learning_rate) == pytest.approx(0.002)
     tuned = {"block14_expand_conv", "block14_depthwise_conv", "block14_project_conv", "block15_expand_conv",
              "block15_depthwise_conv", "block15_project_conv", "top_conv"}  # batch norms keep their statistics
     assert _changed_layers(trained.model, pretrained) == tuned | {"malignant"}
+
+
+def test_frozen_blocks_run_once_and_the_epochs_run_the_rest():
+    """Blocks that no phase trains give the same output every epoch: computed once, the epochs run the layers above."""
+    spec = next(spec for spec in ZOO if spec.block_of_layer)
+    config = TrainingConfig(epochs=2, frozen_epochs=1, fine_tune_from_block=14, image_size=32)
+    model = build_model(spec, config, input_size=48)
+    images = np.random.default_rng(4).integers(0, 256, (8, 48, 48, 3), dtype=np.uint8)
+
+    def trained_blocks(config):
+        part, inputs = training._part_that_trains(model, spec, config, training._phases(spec, config), images)
+        if part is not model:  # the upper part on the frozen blocks' outputs is the whole model on the images
+            assert len(inputs) == len(images)
+            np.testing.assert_allclose(training.predict(part, inputs), training.predict(model, images), rtol=1e-5, atol=1e-6)
+        return part is model, {spec.block_of_layer(layer.name) for layer in part.layers} - {None}
+
+    assert trained_blocks(config) == (False, {14, 15})
+    assert trained_blocks(config.model_copy(update={"epochs": 1})) == (False, set())  # the head alone
+    # New random transforms every epoch, and with block 0 training nothing stays frozen: the whole model runs.
+    assert trained_blocks(config.model_copy(update={"augment": True}))[0]
+    assert trained_blocks(config.model_copy(update={"fine_tune_from_block": 0}))[0]
 
 
 def _changed_layers(model, before) -> set[str]:

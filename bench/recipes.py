@@ -33,6 +33,7 @@ RECIPES = {
     "early_stopping": {"early_stopping_patience": 5},  # restores the best validation epoch
     "epochs_10": {"epochs": 10},
     "epochs_12": {"epochs": 12},  # for a pretrained backbone: 10 fine-tuning epochs after the frozen ones
+    "epochs_20": {"epochs": 20},
     "fine_tune_from_block_8": {"fine_tune_from_block": 8},  # for a pretrained backbone: more blocks fine-tune
     "image_size_224": {"image_size": 224},  # the images' own size: nothing lost to resizing
     "image_size_96": {"image_size": 96},

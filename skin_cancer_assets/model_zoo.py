@@ -143,7 +143,7 @@ ZOO: tuple[ModelSpec, ...] = (
         # The head on frozen features, then blocks 11-15 at a lower learning rate. bench/recipes.py (README,
         # Results): 224 px, the images' own size, gained 0.004 validation ROC-AUC over 160 px; at 224 px,
         # 12 epochs gained 0.006 more over 7, at 1.50x the time. Fine-tuning from block 8 (+0.001) and
-        # augmentation (-0.010) were not taken.
+        # augmentation (-0.010) were not taken; nor, at 12 epochs, 20 epochs (-0.003) or block 8 (-0.004).
         defaults={
             **RECIPE,
             "image_size": 224,

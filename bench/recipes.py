@@ -35,7 +35,10 @@ RECIPES = {
     "epochs_12": {"epochs": 12},  # for a pretrained backbone: 10 fine-tuning epochs after the frozen ones
     "epochs_20": {"epochs": 20},
     "fine_tune_from_block_8": {"fine_tune_from_block": 8},  # for a pretrained backbone: more blocks fine-tune
+    "fine_tune_learning_rate_1e-3": {"fine_tune_learning_rate": 1e-3},  # for a pretrained backbone
+    "adamw": {"optimizer": "adamw"},  # Adam with decoupled weight decay (Keras' default 0.004)
     "image_size_224": {"image_size": 224},  # the images' own size: nothing lost to resizing
+    "image_size_288": {"image_size": 288},  # upsampled: finer feature maps for a pretrained backbone
     "image_size_96": {"image_size": 96},
     "image_size_48": {"image_size": 48},
 }

@@ -1,9 +1,11 @@
 """Benchmark: what an ensemble of zoo models gains over its best member, and how to combine them.
 
     .venv/bin/python bench/ensembles.py [--models efficientnet_lite0,basic_cnn,resnet50] [--threads 2]
+    .venv/bin/python bench/ensembles.py --models efficientnet_lite0,basic_cnn,efficientnet_lite0@image_size=160
 
 Trains each model once with its zoo defaults on the full training split (the assets' own
-`training.train`), then scores every combination of two or more of them on the shared
+`training.train`); `MODEL@setting=value;...` trains a variant of a zoo model, a candidate
+member that the zoo does not have yet. It then scores every combination of two or more of them on the shared
 validation split, two ways: `training.combine` (the zoo's ensembles: the mean of the members'
 log-odds) and the plain mean of their probabilities. Each threshold is set on validation as
 the assets set it. Ensembles are chosen by validation ROC-AUC; the test figures are for the
@@ -12,6 +14,7 @@ README. crossval_cnn cannot be a member (it already averages its folds' probabil
 
 import argparse
 import itertools
+import re
 import sys
 import time
 from pathlib import Path
@@ -34,13 +37,16 @@ def main() -> None:
     parser.add_argument("--data", default=str(default_data_folder()))
     args = parser.parse_args()
 
+    import keras
+
     from skin_cancer_assets import training
     from skin_cancer_assets.model_zoo import ZOO
     from skin_cancer_assets.training_config import config_class_for
 
     specs = {spec.name: spec for spec in ZOO}
     names = args.models.split(",")
-    unknown = [name for name in names if name not in specs or specs[name].members or specs[name].cross_validated]
+    variants = {name: _variant(name) for name in names}  # name -> (zoo model, its setting overrides)
+    unknown = [name for name, (model, _) in variants.items() if model not in specs or specs[model].members or specs[model].cross_validated]
     if unknown:
         raise SystemExit(f"{unknown} cannot be members; choose from {[s.name for s in ZOO if not (s.members or s.cross_validated)]}")
     training.limit_threads(args.threads)
@@ -53,12 +59,14 @@ def main() -> None:
 
     models, probs = {}, {}
     for name in names:
-        spec = specs[name]
-        config = config_class_for(name, {**spec.defaults, **({"epochs": args.epochs} if args.epochs else {})})()
+        model, overrides = variants[name]
+        spec = specs[model]
+        config = config_class_for(model, {**spec.defaults, **overrides, **({"epochs": args.epochs} if args.epochs else {})})()
         print(f"training {name} ...", flush=True)
         started = time.monotonic()
         trained = training.train(spec, config, train_images, train_labels, lambda *_: None)
-        models[name] = trained.model
+        # A variant shares its zoo model's name; the combined model needs a distinct one per member.
+        models[name] = keras.Model(trained.model.inputs, trained.model.outputs, name=re.sub(r"\W", "_", name))
         probs[name] = (trained.validation_probabilities, training.predict(trained.model, test_images, config.batch_size))
         print(f"  {(time.monotonic() - started) / 60:.1f} min, val ROC-AUC {trained.validation_metrics['roc_auc']:.3f}", flush=True)
 
@@ -84,6 +92,21 @@ def main() -> None:
             f"| {label} | {how} | {val['roc_auc']:.3f} | {val['roc_auc'] - best_single:+.3f} | {test['roc_auc']:.3f} | "
             f"{test['accuracy']:.3f} | {test['recall_malignant']:.3f} | {test['specificity']:.3f} | {threshold:.3f} |"
         )
+
+
+def _variant(name: str) -> tuple[str, dict]:
+    """`MODEL@setting=value;...` as (MODEL, {setting: value}); the values are read as Python literals."""
+    import ast
+
+    model, _, settings = name.partition("@")
+    overrides = {}
+    for setting in filter(None, settings.split(";")):
+        key, _, value = setting.partition("=")
+        overrides[key] = ast.literal_eval(value)
+    if {"seed", "validation_split"} & overrides.keys():
+        # Another split would fit the variant on images the others are validated on: a gain that is a leak.
+        raise SystemExit(f"{name}: a variant must keep the shared validation split; seed and validation_split cannot change")
+    return model, overrides
 
 
 if __name__ == "__main__":

@@ -67,7 +67,7 @@ dev-postgres: install  ## `make dev` on a local PostgreSQL: Dagster storage and 
 postgres-down:  ## Stop the PostgreSQL of `make dev-postgres` (its data stays in PG_STATE).
 	deploy/local-postgres/stop.sh $(PG_STATE)
 
-bench: bench-preprocess bench-io bench-serving  ## The benchmarks that take minutes (bench-quality takes about 20).
+bench: bench-preprocess bench-io bench-serving  ## The benchmarks that take minutes (bench-quality takes about 12).
 bench-preprocess: install  ## Preprocessing of every image against the seed's PIL loop: speed, peak memory.
 	$(BIN)/python bench/preprocess.py
 bench-io: install  ## The IO manager against raw boto3 and dagster-aws on the real train_images (local moto_server).
@@ -76,7 +76,7 @@ bench-serving: install  ## Serving against in-process prediction and `mlflow mod
 	$(BIN)/python bench/serving.py
 bench-redeploy: install  ## A champion's way to serving under 8 posting clients, phase by phase (a few minutes; prints its wall time).
 	$(BIN)/python bench/redeploy.py
-bench-quality: install  ## The default graph on the full data against the quality targets (about 20 min).
+bench-quality: install  ## The default graph on the full data against the quality targets (about 12 min).
 	$(BIN)/python bench/quality.py
 bench-recipes: install  ## What each training setting of basic_cnn gains or loses (about 8 min per recipe).
 	$(BIN)/python bench/recipes.py

@@ -1,9 +1,11 @@
 """Benchmark: serving vs the model called in-process vs `mlflow models serve`, one 224x224 JPEG.
 
     .venv/bin/python bench/serving.py [--tracking-uri URI --model-uri models:/NAME@ALIAS]
+    .venv/bin/python bench/serving.py --zoo-model ensemble
 
 Without a tracking URI it starts a throwaway `mlflow server` and registers the zoo's
-basic_cnn at 224 px (random weights: inference cost does not depend on them). For each
+basic_cnn at 224 px, or with `--zoo-model ensemble` the graph's champion as the graph builds it
+(untrained heads: inference cost does not depend on the weights). For each
 target it measures p50/p99 latency and requests/s at 1, 8 and 32 concurrent clients, then
 prints a table with the ratios to the targets of issues 4, 13 and 15:
   p50 at one client <= 1.3x the in-process call plus decode; throughput at 8 clients >= 10x
@@ -182,21 +184,17 @@ def start_mlflow_serve(work: Path, tracking_uri: str, model_uri: str) -> tuple[S
     return service, url
 
 
-def throwaway_model(work: Path) -> tuple[Service, str, str]:
-    """A throwaway `mlflow server` with the zoo's basic_cnn at 224 px registered as champion."""
+def throwaway_model(work: Path, zoo_model: str | None) -> tuple[Service, str, str]:
+    """A throwaway `mlflow server` with `untrained_model(zoo_model)` registered as champion."""
     import keras
     import mlflow
     from mlflow.models import infer_signature
 
-    from skin_cancer_assets.model_zoo import ZOO, build_model
-    from skin_cancer_assets.training_config import TrainingConfig
-
     server, tracking_uri = start_mlflow_server(work)
     mlflow.set_tracking_uri(tracking_uri)
-    spec = next(spec for spec in ZOO if spec.name == "basic_cnn")
-    network = build_model(spec, TrainingConfig(), 224)
+    network = untrained_model(zoo_model)
     example = decode_image(IMAGE.read_bytes(), 224)[None]
-    with mlflow.start_run(run_name="bench basic_cnn"):
+    with mlflow.start_run(run_name=f"bench {network.name}"):
         mlflow.log_metrics({"test_accuracy": 0.0, "test_roc_auc": 0.0})
         info = mlflow.keras.log_model(
             network,
@@ -207,10 +205,29 @@ def throwaway_model(work: Path) -> tuple[Service, str, str]:
         )
     client = mlflow.MlflowClient()
     version = str(info.registered_model_version)
-    for key, value in {"model_class": "basic_cnn", "threshold": "0.5", "image_size": "224"}.items():
+    for key, value in {"model_class": network.name, "threshold": "0.5", "image_size": "224"}.items():
         client.set_model_version_tag(REGISTERED_MODEL_NAME, version, key, value)
     client.set_registered_model_alias(REGISTERED_MODEL_NAME, CHAMPION_ALIAS, version)
     return server, tracking_uri, CHAMPION_URI
+
+
+def untrained_model(zoo_model: str | None):
+    """The zoo model as the graph builds it for 224 px images (its own image size inside; an ensemble's
+    members included), heads untrained: inference cost does not depend on the weights. None: basic_cnn
+    at 224 px, the model of the README's first serving figures."""
+    from skin_cancer_assets import training
+    from skin_cancer_assets.model_zoo import ZOO, build_model
+    from skin_cancer_assets.training_config import TrainingConfig, config_class_for
+
+    specs = {spec.name: spec for spec in ZOO}
+    if zoo_model is None:
+        return build_model(specs["basic_cnn"], TrainingConfig(), 224)
+    spec = specs[zoo_model]
+    if spec.cross_validated:
+        raise SystemExit(f"{zoo_model} serves the average of its folds' networks: not built here")
+    if spec.members:
+        return training.ensemble_model(spec, [untrained_model(member) for member in spec.members], (224, 224, 3))
+    return build_model(spec, config_class_for(spec.name, spec.defaults)(), 224)
 
 
 def reload_latency(url: str, tracking_uri: str, model_uri: str, jpeg: bytes) -> tuple[float, str, str]:
@@ -302,6 +319,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0, help="time budget per target and client count")
     parser.add_argument("--requests", type=int, default=200, help="request budget per target and client count")
     parser.add_argument("--image", type=Path, default=IMAGE)
+    parser.add_argument("--zoo-model", help="without --tracking-uri: register this zoo model (e.g. ensemble, the "
+                        "graph's champion) untrained instead of basic_cnn at 224 px")
     args = parser.parse_args()
 
     jpeg = args.image.read_bytes()
@@ -311,7 +330,7 @@ def main() -> None:
     try:
         model_uri, tracking_uri = args.model_uri, args.tracking_uri
         if not tracking_uri:
-            server, tracking_uri, model_uri = throwaway_model(work)
+            server, tracking_uri, model_uri = throwaway_model(work, args.zoo_model)
             services.append(server)
         os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
         from mlflow import MlflowClient

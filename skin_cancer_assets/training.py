@@ -68,8 +68,15 @@ def train(
 
 
 def combine(spec: ModelSpec, config: EnsembleConfig, members: list[keras.Model], images: np.ndarray, labels: np.ndarray) -> TrainedModel:
-    """One model that serves the mean of the trained `members`' log-odds, its threshold set on the
-    validation split of `images` like any trained model's. Nothing is fitted.
+    """`ensemble_model` of the trained `members`, its threshold set on the validation split of
+    `images` like any trained model's. Nothing is fitted."""
+    model = ensemble_model(spec, members, images.shape[1:])
+    _, val_idx = validation_split(labels, config.validation_split, config.seed)
+    return _with_threshold(model, {}, [], config, images[val_idx], labels[val_idx])
+
+
+def ensemble_model(spec: ModelSpec, members: list[keras.Model], input_shape: tuple[int, ...]) -> keras.Model:
+    """One model that serves the mean of the `members`' log-odds.
 
     Log-odds rather than probabilities: a member that is sure (0.999) is not outvoted by one that
     is unsure (0.6). Each member must end in build_model's sigmoid `malignant` layer; the combined
@@ -77,7 +84,7 @@ def combine(spec: ModelSpec, config: EnsembleConfig, members: list[keras.Model],
     """
     import keras
 
-    inputs = keras.Input(shape=images.shape[1:], dtype="uint8", name="image")
+    inputs = keras.Input(shape=input_shape, dtype="uint8", name="image")
     log_odds = []
     for member in members:
         output = member.get_layer("malignant")
@@ -89,9 +96,7 @@ def combine(spec: ModelSpec, config: EnsembleConfig, members: list[keras.Model],
         log_odds.append(member_log_odds(features))
         member_log_odds.set_weights(output.get_weights())
     mean = keras.layers.Average(name="mean_log_odds")(log_odds)
-    model = keras.Model(inputs, keras.layers.Activation("sigmoid", name="malignant")(mean), name=spec.name)
-    _, val_idx = validation_split(labels, config.validation_split, config.seed)
-    return _with_threshold(model, {}, [], config, images[val_idx], labels[val_idx])
+    return keras.Model(inputs, keras.layers.Activation("sigmoid", name="malignant")(mean), name=spec.name)
 
 
 def _with_threshold(model, history, fold_metrics, config: TrainingConfig | EnsembleConfig, val_images, val_labels) -> TrainedModel:

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/ensembles.py [--models efficientnet_lite0,basic_cnn,resnet50] [--threads 2]
     .venv/bin/python bench/ensembles.py --models efficientnet_lite0,basic_cnn,efficientnet_lite0@image_size=160
+    .venv/bin/python bench/ensembles.py --models "efficientnet_lite0,basic_cnn,basic_cnn@seed=7,basic_cnn@seed=11"
 
 Trains each model once with its zoo defaults on the full training split (the assets' own
 `training.train`); `MODEL@setting=value;...` trains a variant of a zoo model, a candidate
@@ -54,7 +55,7 @@ def main() -> None:
     test_images, test_labels = split_arrays("test", args.data)
     ensemble_spec = next(spec for spec in ZOO if spec.members)
     shared = config_class_for(ensemble_spec.name, ensemble_spec.defaults, ensemble=True)()  # the ensemble step's settings
-    _, val_rows = training.validation_split(train_labels, shared.validation_split, shared.seed)
+    _, val_rows = training.validation_split(train_labels, shared.validation_split, shared.split_seed)
     val_labels = train_labels[val_rows]
 
     models, probs = {}, {}
@@ -103,9 +104,9 @@ def _variant(name: str) -> tuple[str, dict]:
     for setting in filter(None, settings.split(";")):
         key, _, value = setting.partition("=")
         overrides[key] = ast.literal_eval(value)
-    if {"seed", "validation_split"} & overrides.keys():
+    if {"split_seed", "validation_split"} & overrides.keys():
         # Another split would fit the variant on images the others are validated on: a gain that is a leak.
-        raise SystemExit(f"{name}: a variant must keep the shared validation split; seed and validation_split cannot change")
+        raise SystemExit(f"{name}: a variant must keep the shared validation split; split_seed and validation_split cannot change")
     return model, overrides
 
 

@@ -58,7 +58,7 @@ def train(
     import keras
 
     keras.utils.set_random_seed(config.seed)
-    train_idx, val_idx = validation_split(labels, config.validation_split, config.seed)
+    train_idx, val_idx = validation_split(labels, config.validation_split, config.split_seed)
     if spec.cross_validated:
         model, history, fold_metrics = _train_cross_validated(spec, config, images, labels, train_idx, log_epoch)
     else:
@@ -71,7 +71,7 @@ def combine(spec: ModelSpec, config: EnsembleConfig, members: list[keras.Model],
     """`ensemble_model` of the trained `members`, its threshold set on the validation split of
     `images` like any trained model's. Nothing is fitted."""
     model = ensemble_model(spec, members, images.shape[1:])
-    _, val_idx = validation_split(labels, config.validation_split, config.seed)
+    _, val_idx = validation_split(labels, config.validation_split, config.split_seed)
     return _with_threshold(model, {}, [], config, images[val_idx], labels[val_idx])
 
 

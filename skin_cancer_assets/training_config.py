@@ -26,8 +26,11 @@ class TrainingConfig(dg.Config):
     kernel_initializer_norm: str = "normal"
     validation_split: float = Field(
         default=0.2,
-        description="Stratified, seeded share of `train` held out (the same for every model class): "
+        description="Stratified share of `train` held out (the same for every model class): "
         "early stopping and the decision threshold.",
+    )
+    split_seed: int = Field(
+        default=42, description="Draws the validation split; every model class of an election must share it."
     )
     pooling: str = Field(default="avg", description="Global pooling of the ResNet50 backbone.")
     image_size: int = Field(
@@ -65,7 +68,9 @@ class TrainingConfig(dg.Config):
     run_eagerly: bool = Field(
         default=False, description="Skip graph tracing: faster only for a handful of batches (smoke runs)."
     )
-    seed: int = 42
+    seed: int = Field(
+        default=42, description="Initial weights, dropout, shuffling and folds; not the validation split (`split_seed`)."
+    )
 
 
 def with_defaults(base: type[ConfigT], class_name: str, defaults: dict) -> type[ConfigT]:
@@ -86,7 +91,7 @@ EnsembleConfig = create_model(
     __base__=dg.Config,
     **{
         name: (TrainingConfig.model_fields[name].annotation, TrainingConfig.model_fields[name])
-        for name in ("batch_size", "validation_split", "target_recall", "recall_confidence", "seed")
+        for name in ("batch_size", "validation_split", "split_seed", "target_recall", "recall_confidence")
     },
 )
 """The TrainingConfig settings an ensemble reads: it fits nothing, so epochs, learning rates and the

@@ -68,7 +68,7 @@ def model_asset(spec: ModelSpec, profile: Profile, gpu_tags: dict) -> dg.AssetsD
     ):
         training.limit_threads(training.threads_per_training_step(parallel_steps))
         started = time.monotonic()
-        fitted_rows, validation_rows = training.validation_split(train_labels, config.validation_split, config.seed)
+        fitted_rows, validation_rows = training.validation_split(train_labels, config.validation_split, config.split_seed)
         validation_digest = split_digest(train_images[validation_rows], train_labels[validation_rows])
         member_tags = _members_on(validation_digest, spec, members)
         with mlflow.start_run(run_name=spec.name, nested=True) as run:
@@ -192,7 +192,7 @@ def _members_on(validation_digest: str, spec: ModelSpec, members: dict) -> dict[
         if record.validation_digest != validation_digest:
             raise dg.Failure(
                 f"{spec.name}: {record.label} was validated on other images than {spec.name}'s validation split "
-                f"(different validation_split or seed in the launchpad, or trained before the data changed); "
+                f"(different validation_split or split_seed in the launchpad, or trained before the data changed); "
                 f"train {member} with the same settings, then {spec.name} again"
             )
     return {f"member_{member}": record.version for member, record in records.items()}

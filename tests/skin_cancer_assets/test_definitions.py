@@ -116,4 +116,4 @@ def test_every_model_asset_has_a_code_version_and_launchpad_config():
         assert "learning_rate" in op.config_schema.config_type.fields
     for name in ENSEMBLES:  # it fits nothing: only the settings of its validation split and threshold
         fields = defs.resolve_assets_def(name).op.config_schema.config_type.fields
-        assert set(fields) == {"batch_size", "validation_split", "target_recall", "recall_confidence", "seed"}
+        assert set(fields) == {"batch_size", "validation_split", "split_seed", "target_recall", "recall_confidence"}

@@ -55,7 +55,7 @@ def main() -> None:
     test_images, test_labels = split_arrays("test", args.data)
     ensemble_spec = next(spec for spec in ZOO if spec.members)
     shared = config_class_for(ensemble_spec.name, ensemble_spec.defaults, ensemble=True)()  # the ensemble step's settings
-    _, val_rows = training.validation_split(train_labels, shared.validation_split, shared.split_seed)
+    _, val_rows = training.validation_split(train_labels, shared)
     val_labels = train_labels[val_rows]
 
     models, probs = {}, {}

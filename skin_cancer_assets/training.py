@@ -58,7 +58,7 @@ def train(
     import keras
 
     keras.utils.set_random_seed(config.seed)
-    train_idx, val_idx = validation_split(labels, config.validation_split, config.split_seed)
+    train_idx, val_idx = validation_split(labels, config)
     if spec.cross_validated:
         model, history, fold_metrics = _train_cross_validated(spec, config, images, labels, train_idx, log_epoch)
     else:
@@ -71,7 +71,7 @@ def combine(spec: ModelSpec, config: EnsembleConfig, members: list[keras.Model],
     """`ensemble_model` of the trained `members`, its threshold set on the validation split of
     `images` like any trained model's. Nothing is fitted."""
     model = ensemble_model(spec, members, images.shape[1:])
-    _, val_idx = validation_split(labels, config.validation_split, config.split_seed)
+    _, val_idx = validation_split(labels, config)
     return _with_threshold(model, {}, [], config, images[val_idx], labels[val_idx])
 
 
@@ -109,15 +109,17 @@ def _with_threshold(model, history, fold_metrics, config: TrainingConfig | Ensem
     return TrainedModel(model, history, threshold, metrics, fold_metrics, margin_cost, val_probs)
 
 
-def validation_split(labels: np.ndarray, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row indices (fitted on, held out) of the stratified, seeded validation split.
+def validation_split(labels: np.ndarray, config: TrainingConfig | EnsembleConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices (fitted on, held out) of the stratified validation split that `config`'s
+    `validation_split` and `split_seed` draw (never its `seed`, which differs between retrainings).
 
     The one definition: training holds these rows out, the model assets log which images were
     fitted on, and the election scores every model on the held-out rows.
     """
     from sklearn.model_selection import train_test_split  # here: every run process imports this module, deploys too
 
-    return train_test_split(np.arange(len(labels)), test_size=share, stratify=labels, random_state=seed)
+    rows = np.arange(len(labels))
+    return train_test_split(rows, test_size=config.validation_split, stratify=labels, random_state=config.split_seed)
 
 
 def _train_cross_validated(spec, config, images, labels, train_idx, log_epoch):

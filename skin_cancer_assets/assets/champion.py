@@ -51,7 +51,7 @@ def champion_config_for(profile: Profile) -> type[ChampionConfig]:
 def shared_validation_rows(profile: Profile, labels: np.ndarray) -> np.ndarray:
     """Rows of the train arrays that every model of `profile` holds out for validation."""
     shared = TrainingConfig(**profile.training_overrides)
-    return training.validation_split(labels, shared.validation_split, shared.split_seed)[1]
+    return training.validation_split(labels, shared)[1]
 
 
 def champion_asset(profile: Profile) -> dg.AssetsDefinition:

@@ -68,7 +68,7 @@ def model_asset(spec: ModelSpec, profile: Profile, gpu_tags: dict) -> dg.AssetsD
     ):
         training.limit_threads(training.threads_per_training_step(parallel_steps))
         started = time.monotonic()
-        fitted_rows, validation_rows = training.validation_split(train_labels, config.validation_split, config.split_seed)
+        fitted_rows, validation_rows = training.validation_split(train_labels, config)
         validation_digest = split_digest(train_images[validation_rows], train_labels[validation_rows])
         member_tags = _members_on(validation_digest, spec, members)
         with mlflow.start_run(run_name=spec.name, nested=True) as run:

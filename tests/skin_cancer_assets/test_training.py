@@ -154,7 +154,7 @@ def test_an_ensemble_serves_the_mean_of_its_members_log_odds(tmp_path):
     assert not np.allclose(expected, (each[0] + each[1]) / 2, atol=1e-4)  # the members disagree enough to tell
     probs = training.predict(combined.model, images)
     np.testing.assert_allclose(probs, expected, atol=1e-5)
-    _, val_rows = training.validation_split(labels, ensemble_config.validation_split, ensemble_config.split_seed)
+    _, val_rows = training.validation_split(labels, ensemble_config)
     np.testing.assert_allclose(combined.validation_probabilities, expected[val_rows], atol=1e-5)
     assert combined.threshold == threshold_for_recall(labels[val_rows], combined.validation_probabilities, 0.90, 0.95)
     assert combined.history == {} and combined.model.name == ENSEMBLE.name
@@ -168,16 +168,16 @@ def test_the_seed_draws_the_weights_and_the_split_seed_the_validation_rows():
     """Retraining a model with another `seed`, to see its spread, keeps the split every model shares."""
     images, labels = np.random.default_rng(6).integers(0, 256, (16, 48, 48, 3), dtype=np.uint8), np.array([0, 1] * 8)
     config = TrainingConfig(epochs=1, batch_size=4, image_size=32, validation_split=0.5, run_eagerly=True)
-    _, shared_rows = training.validation_split(labels, config.validation_split, config.split_seed)
+    _, shared_rows = training.validation_split(labels, config)
     outputs = []
     for seed in (1, 2):
-        _, rows_of_seed = training.validation_split(labels, config.validation_split, seed)
+        _, rows_of_seed = training.validation_split(labels, config.model_copy(update={"split_seed": seed}))
         trained = training.train(ZOO[0], config.model_copy(update={"seed": seed}), images, labels, lambda *_: None)
         held_out = trained.validation_probabilities
         np.testing.assert_allclose(held_out, training.predict(trained.model, images[shared_rows]), rtol=0, atol=1e-6)
         # had the seed drawn the split, other rows would have been held out
         assert not np.allclose(held_out, training.predict(trained.model, images[rows_of_seed]), rtol=0, atol=1e-6)
-        outputs.append(trained.validation_probabilities)
+        outputs.append(held_out)
     assert not np.allclose(*outputs)  # other initial weights
 
 

@@ -1,7 +1,8 @@
 """Figures of the served model in production, from serving's prediction log; plain Python, no Dagster.
 
-Confirmed diagnoses (feedback) are joined to predictions by prediction id; the last
-confirmation of a prediction counts. Proportions come with Wilson 95 % intervals, which stay
+Confirmed diagnoses (feedback) are joined to predictions by prediction id; every confirmation
+is kept, repeats that agree count once, and a prediction whose confirmations disagree is a
+conflict: counted, and left out of the figures, since its truth is in dispute. Proportions come with Wilson 95 % intervals, which stay
 inside [0, 1] and are honest for the small counts feedback usually has. Drift compares the
 image statistics serving logs with the same statistics of the training images, and each served
 version's probabilities with its own outputs on its validation images, in one Evidently report:
@@ -52,23 +53,32 @@ def _proportion(successes: int, total: int) -> dict:
 
 
 def performance(predictions: list[dict], feedback: list[dict], min_confirmed: int) -> dict[str, dict]:
-    """Per model version: accuracy, malignant recall and specificity on the confirmed predictions.
+    """Per model version: accuracy, malignant recall and specificity on the confirmed predictions,
+    with how many confirmations its predictions got and how many of them are in conflict.
 
     A version with fewer than `min_confirmed` confirmed predictions gets its count and a
     `reason` instead of figures: a handful of confirmations says little.
     """
-    diagnosis_of = {record["prediction_id"]: record["diagnosis"] for record in sorted(feedback, key=lambda r: r["time"])}
+    diagnoses_of: dict[str, list[str]] = defaultdict(list)
+    for record in feedback:
+        diagnoses_of[record["prediction_id"]].append(record["diagnosis"])
     confirmed: dict[str, list[tuple[str, str]]] = defaultdict(list)
-    predicted: Counter = Counter()
+    predicted, confirmations, conflicts = Counter(), Counter(), Counter()
     for record in predictions:
-        version = str(record["model_version"])
+        version, diagnoses = str(record["model_version"]), diagnoses_of.get(record["prediction_id"], [])
         predicted[version] += 1
-        if record["prediction_id"] in diagnosis_of:
-            confirmed[version].append((record["label"], diagnosis_of[record["prediction_id"]]))
+        confirmations[version] += len(diagnoses)
+        if len(set(diagnoses)) > 1:
+            conflicts[version] += 1
+        elif diagnoses:
+            confirmed[version].append((record["label"], diagnoses[0]))
     figures = {}
     for version in sorted(predicted):
         pairs = confirmed[version]
-        entry = {"predictions": predicted[version], "confirmed": len(pairs)}
+        entry = {
+            "predictions": predicted[version], "confirmed": len(pairs),
+            "confirmations": confirmations[version], "conflicts": conflicts[version],
+        }
         if len(pairs) < min_confirmed:
             entry["reason"] = f"only {len(pairs)} confirmed diagnoses, fewer than the {min_confirmed} needed to show figures"
         else:
@@ -83,13 +93,13 @@ def performance(predictions: list[dict], feedback: list[dict], min_confirmed: in
 
 def performance_table(figures: dict[str, dict]) -> str:
     """A Markdown table of `performance`: each figure with its interval, or why it is not shown."""
-    lines = ["| model version | predictions | confirmed | accuracy | malignant recall | specificity |", "|---|---|---|---|---|---|"]
+    lines = ["| model version | predictions | confirmed | conflicts | accuracy | malignant recall | specificity |", "|---|---|---|---|---|---|---|"]
     for version, entry in figures.items():
         if "reason" in entry:
             cells = [entry["reason"], "", ""]
         else:
             cells = [_cell(entry[name]) for name in ("accuracy", "recall_malignant", "specificity")]
-        lines.append(f"| {version} | {entry['predictions']} | {entry['confirmed']} | " + " | ".join(cells) + " |")
+        lines.append(f"| {version} | {entry['predictions']} | {entry['confirmed']} | {entry['conflicts']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -78,20 +78,36 @@ def to_json_lines(records: list[dict]) -> bytes:
     return "".join(json.dumps(record, separators=(",", ":")) + "\n" for record in records).encode()
 
 
-def from_json_lines(data: bytes, where: str) -> list[dict]:
-    """The records of one flushed file; a line that is not a JSON object is an error naming the file and line."""
-    records = []
-    for number, line in enumerate(data.decode().splitlines(), start=1):
+REQUIRED_FIELDS = {
+    PREDICTIONS: ("prediction_id", "time", "model_version", "label", "probability_malignant", "channel_mean", "channel_std"),
+    FEEDBACK: ("prediction_id", "diagnosis", "time"),
+    DROPS: ("kind", "reason", "count"),
+}
+"""What the monitoring assets read of each kind: a record lacking one of them is malformed."""
+
+
+def from_json_lines(data: bytes, kind: str, where: str) -> tuple[list[dict], list[str]]:
+    """The records of one flushed file, and why each malformed line was skipped (naming the file and line).
+
+    A line that is not a JSON object with the fields of `kind` is skipped rather than fatal: one torn or
+    foreign line must not hide a whole day of records."""
+    records, malformed = [], []
+    for number, line in enumerate(data.decode(errors="replace").splitlines(), start=1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
         except ValueError as error:
-            raise ValueError(f"{where} line {number} is not JSON: {error}") from None
-        if not isinstance(record, dict):
-            raise ValueError(f"{where} line {number} is not a JSON object")
-        records.append(record)
-    return records
+            malformed.append(f"{where} line {number} is not JSON: {error}")
+            continue
+        missing = [name for name in REQUIRED_FIELDS[kind] if name not in record] if isinstance(record, dict) else None
+        if missing is None:
+            malformed.append(f"{where} line {number} is not a JSON object")
+        elif missing:
+            malformed.append(f"{where} line {number} lacks {', '.join(missing)}")
+        else:
+            records.append(record)
+    return records, malformed
 
 
 STATS_STRIDE = 4

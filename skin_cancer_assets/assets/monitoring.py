@@ -11,7 +11,7 @@ import dagster as dg
 import numpy as np
 
 from resources.model_registry import ModelRegistry
-from resources.production_log import ProductionLog
+from resources.production_log import LogRecords, ProductionLog
 from skin_cancer_assets.jobs import MONITORING, RUN_KIND
 from skin_cancer_assets.production import DRIFT_P_VALUE, drift, performance, performance_table, prediction_summary
 from skin_cancer_contract.monitoring import DROPS, FEEDBACK, PREDICTIONS
@@ -25,11 +25,14 @@ FEEDBACK_WINDOW_DAYS = 30
 @dg.asset(group_name="monitoring", partitions_def=DAILY, kinds={"json"})
 def production_predictions(context: dg.AssetExecutionContext, production_log: ProductionLog) -> dg.MaterializeResult:
     """The day's predictions: how many, by model version, the share called malignant, serving's
-    latency (p50, p95: from the route's start to the answer) and the records serving dropped."""
+    latency (p50, p95: from the route's start to the answer), the records serving dropped and the
+    log lines that could not be read."""
     day = context.partition_key
-    summary = prediction_summary(production_log.records(PREDICTIONS, day), production_log.records(DROPS, day))
+    predictions, drops = production_log.records(PREDICTIONS, day), production_log.records(DROPS, day)
+    summary = prediction_summary(predictions.records, drops.records)
     return dg.MaterializeResult(
         metadata={
+            **malformed_metadata(predictions + drops),
             "count": summary["count"],
             "by_model_version": dg.MetadataValue.json(summary["by_model_version"]),
             "malignant_rate": summary["malignant_rate"],
@@ -52,15 +55,20 @@ def production_performance(
     context: dg.AssetExecutionContext, config: PerformanceConfig, production_log: ProductionLog
 ) -> dg.MaterializeResult:
     """The day's predictions against the diagnoses dermatologists confirmed: accuracy, malignant
-    recall and specificity per model version, with counts and 95 % intervals."""
+    recall and specificity per model version, with counts and 95 % intervals, and how many
+    predictions got confirmations that disagree (conflicts, left out of the figures)."""
     day = context.partition_key
     first = date.fromisoformat(day)
     window = [(first + timedelta(days=offset)).isoformat() for offset in range(FEEDBACK_WINDOW_DAYS + 1)]
-    feedback = [record for d in window for record in production_log.records(FEEDBACK, d)]
-    figures = performance(production_log.records(PREDICTIONS, day), feedback, config.min_confirmed)
+    feedback = sum((production_log.records(FEEDBACK, d) for d in window), LogRecords())
+    predictions = production_log.records(PREDICTIONS, day)
+    figures = performance(predictions.records, feedback.records, config.min_confirmed)
     return dg.MaterializeResult(
         metadata={
+            **malformed_metadata(predictions + feedback),
             "confirmed": sum(entry["confirmed"] for entry in figures.values()),
+            "confirmations": sum(entry["confirmations"] for entry in figures.values()),
+            "conflicts": sum(entry["conflicts"] for entry in figures.values()),
             "min_confirmed": config.min_confirmed,
             "performance": dg.MetadataValue.json(figures),
             "table": dg.MetadataValue.md(performance_table(figures) if figures else f"no predictions on {day}"),
@@ -69,6 +77,8 @@ def production_performance(
 
 
 DRIFT_CHECK = "drift_within_bounds"
+MALFORMED_EXAMPLES = 10
+"""Malformed lines named in the metadata; the run's log warns about each."""
 
 
 @dg.asset(
@@ -79,7 +89,8 @@ DRIFT_CHECK = "drift_within_bounds"
     check_specs=[
         dg.AssetCheckSpec(
             DRIFT_CHECK, asset="production_drift",
-            description="The day's images look like the training images, and each served version's probabilities like its validation outputs.",
+            description="The day's images look like the training images, and each served version's probabilities like its validation "
+            "outputs; a day with too few predictions to tell (none: \"no data\") warns rather than passes.",
         )
     ],
 )
@@ -94,9 +105,11 @@ def production_drift(
     outputs on its validation images, decided by one Evidently report: its verdicts and p-values
     are the metadata, and its HTML is stored beside the day's records (`report`)."""
     day = context.partition_key
-    found = drift(train_image_statistics, model_registry.validation_probabilities, production_log.records(PREDICTIONS, day))
+    predictions = production_log.records(PREDICTIONS, day)
+    found = drift(train_image_statistics, model_registry.validation_probabilities, predictions.records)
     images, probabilities = found.images, found.probabilities
     figures = {
+        **malformed_metadata(predictions),
         "samples": images["samples"],
         "drifted_statistics": dg.MetadataValue.json(images.get("drifted_statistics", [])),
         "tests": dg.MetadataValue.json(images["tests"]),
@@ -105,10 +118,11 @@ def production_drift(
     }
     if found.report_html is not None:
         figures["report"] = dg.MetadataValue.path(production_log.store_drift_report(day, found.report_html))
-    verdict = drift_verdict(images, probabilities)
+    verdict = drift_verdict(day, images, probabilities)
     check = dg.AssetCheckResult(
         check_name=DRIFT_CHECK,
-        passed=not images["drifted"] and not any(entry["drifted"] for entry in probabilities.values()),
+        # No verdict on the images means too few predictions to tell: a warning, never a pass.
+        passed=images["drifted"] is False and not any(entry["drifted"] for entry in probabilities.values()),
         severity=dg.AssetCheckSeverity.WARN,
         description=verdict,
         metadata={**figures, "verdict": verdict},
@@ -116,9 +130,16 @@ def production_drift(
     return dg.MaterializeResult(metadata={**figures, "verdict": verdict}, check_results=[check])
 
 
-def drift_verdict(images: dict, probabilities: dict[str, dict]) -> str:
-    """One line per test family: what drifted, or why there is no verdict."""
-    if images["drifted"] is None:
+def malformed_metadata(read: LogRecords) -> dict:
+    """How many log lines were skipped as malformed, and why (the first few, naming file and line)."""
+    return {"malformed_lines": len(read.malformed), "malformed_examples": dg.MetadataValue.json(read.malformed[:MALFORMED_EXAMPLES])}
+
+
+def drift_verdict(day: str, images: dict, probabilities: dict[str, dict]) -> str:
+    """One line per test family: what drifted, or why there is no verdict ("no data" on a day without predictions)."""
+    if images["samples"] == 0:
+        lines = [f"no data: no predictions on {day}"]
+    elif images["drifted"] is None:
         lines = [f"images: no verdict: {images['reason']}"]
     elif images["drifted"]:
         lines = [f"images drifted: {', '.join(images['drifted_statistics'])} (Kolmogorov-Smirnov p <= {DRIFT_P_VALUE})"]
@@ -136,7 +157,6 @@ def drift_verdict(images: dict, probabilities: dict[str, dict]) -> str:
 monitor_production = dg.define_asset_job(
     "monitor_production",
     selection=dg.AssetSelection.groups("monitoring"),
-    partitions_def=DAILY,
     description="The day's production predictions and, where enough diagnoses were confirmed, how right they were.",
     tags={RUN_KIND: MONITORING},
 )

@@ -3,6 +3,7 @@ serving's API, land in its prediction log (a folder or the S3 server), and the d
 are materialized from there; the drift report lands beside the day's records."""
 
 import io
+import json
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,6 +19,7 @@ from skin_cancer_assets.definitions import defs
 from skin_cancer_assets.environment import build_resources, profile_from_env
 from skin_cancer_assets.production import MIN_DRIFT_SAMPLES, STATISTICS, probability_column
 from skin_cancer_contract.evaluation import wilson_interval
+from skin_cancer_contract.monitoring import FEEDBACK, PREDICTIONS, batch_key
 from tests.resources.s3_support import ACCESS_KEY, REGION, SECRET_KEY
 from tests.serving.serving_support import DATASET, Serving
 from tests.skin_cancer_assets.pipeline import materialize_graph
@@ -138,13 +140,88 @@ def test_the_days_partitions_count_score_and_drift_test_what_serving_logged(stor
     _assert_is_evidently_report(html, version)
 
 
-def test_a_day_without_traffic_materializes_empty(tmp_path, monkeypatch):
+@dg.asset(name="train_image_statistics")
+def _training_statistics() -> np.ndarray:
+    """A stand-in reference: a day without enough predictions is never compared with it."""
+    return np.zeros((MIN_DRIFT_SAMPLES, len(STATISTICS)))
+
+
+def _drift_check(resources: dict, day: str) -> dg.AssetCheckEvaluation:
+    result = dg.materialize(
+        [_training_statistics, production_drift], partition_key=day,
+        resources={"production_log": resources["production_log"], "model_registry": resources["model_registry"]},
+    )
+    (check,) = result.get_asset_check_evaluations()
+    return check
+
+
+def _local_storage(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("SKIN_CANCER_STATE", str(tmp_path / "state"))
     monkeypatch.delenv("AWS_BUCKET", raising=False)
-    summary, scored = _materialize(build_resources(profile_from_env()), "2026-03-01", min_confirmed=1)
+    return tmp_path / "state" / "storage"
+
+
+def test_a_day_without_traffic_materializes_empty_and_warns_no_data(tmp_path, monkeypatch):
+    _local_storage(tmp_path, monkeypatch)
+    resources = build_resources(profile_from_env())
+    summary, scored = _materialize(resources, "2026-03-01", min_confirmed=1)
     assert (summary["count"], summary["by_model_version"], summary["malignant_rate"]) == (0, {}, None)
-    assert (summary["latency_p50_ms"], summary["dropped_records"]) == (None, 0)
+    assert (summary["latency_p50_ms"], summary["dropped_records"], summary["malformed_lines"]) == (None, 0, 0)
     assert scored["performance"] == {} and scored["table"] == "no predictions on 2026-03-01"
+    check = _drift_check(resources, "2026-03-01")
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    assert check.description == "no data: no predictions on 2026-03-01"
+
+
+def _prediction(number: int, label: str) -> dict:
+    return {
+        "prediction_id": f"p{number}", "time": "2026-03-02T10:00:00+00:00", "model_version": "7", "label": label,
+        "probability_malignant": 0.9 if label == "malignant" else 0.1, "latency_ms": 20.0,
+        "channel_mean": [150.0, 110.0, 100.0], "channel_std": [40.0, 35.0, 30.0],
+    }
+
+
+def _confirmation(number: int, diagnosis: str, day: str) -> dict:
+    return {"prediction_id": f"p{number}", "diagnosis": diagnosis, "time": f"{day}T12:00:00+00:00"}
+
+
+def _write_log(storage: Path, kind: str, day: str, lines: list[str]) -> Path:
+    path = storage / batch_key(kind, day, datetime(2026, 3, 2, 12, tzinfo=timezone.utc))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(line + "\n" for line in lines))
+    return path
+
+
+def test_malformed_lines_are_skipped_and_counted_and_every_confirmation_is_kept(tmp_path, monkeypatch):
+    """A torn line, a foreign object and a record without its fields cost themselves only; repeated
+    confirmations that agree count once, ones that disagree are a conflict, left out of the figures."""
+    storage = _local_storage(tmp_path, monkeypatch)
+    day = "2026-03-02"
+    good = [_prediction(1, "malignant"), _prediction(2, "benign"), _prediction(3, "benign")]
+    predictions_file = _write_log(
+        storage, PREDICTIONS, day,
+        [json.dumps(good[0]), '{"prediction_id": "torn', json.dumps(good[1]), "[1, 2]", json.dumps({"prediction_id": "p9"}), json.dumps(good[2])],
+    )
+    _write_log(storage, FEEDBACK, "2026-03-03", [
+        json.dumps(_confirmation(1, "malignant", "2026-03-03")), json.dumps(_confirmation(1, "malignant", "2026-03-03")),
+        json.dumps(_confirmation(2, "benign", "2026-03-03")), json.dumps(_confirmation(2, "malignant", "2026-03-03")),
+        json.dumps(_confirmation(3, "benign", "2026-03-03")), "not json",
+    ])
+    summary, scored = _materialize(build_resources(profile_from_env()), day, min_confirmed=2)
+
+    assert (summary["count"], summary["by_model_version"]) == (3, {"7": 3})
+    assert summary["malformed_lines"] == 3
+    assert summary["malformed_examples"] == [
+        f"{predictions_file} line 2 is not JSON: Unterminated string starting at: line 1 column 19 (char 18)",
+        f"{predictions_file} line 4 is not a JSON object",
+        f"{predictions_file} line 5 lacks time, model_version, label, probability_malignant, channel_mean, channel_std",
+    ]
+    assert scored["malformed_lines"] == 4  # the three above and the feedback's
+    assert (scored["confirmations"], scored["conflicts"], scored["confirmed"]) == (5, 1, 2)
+    figures = scored["performance"]["7"]
+    assert (figures["confirmations"], figures["conflicts"], figures["confirmed"]) == (5, 1, 2)
+    assert figures["accuracy"]["successes"] == figures["accuracy"]["total"] == 2  # p2, in conflict, is not scored
+    assert "| 7 | 3 | 2 | 1 |" in scored["table"]
 
 
 def test_the_schedule_materializes_yesterday():

@@ -49,7 +49,10 @@ test-fast: install  ## Everything but the tests marked slow.
 dev: install $(DAGSTER_HOME)/dagster.yaml  ## Dagster webserver + daemon, MLflow UI, serving and the app on loopback.
 	scripts/dev.sh
 
-serve: install  ## Serving alone (MODEL_URI, MLFLOW_TRACKING_URI).
+# Serving alone reads the same MLflow store as `make run` unless MLFLOW_TRACKING_URI names another
+# (skin_cancer_assets/environment.py: local_tracking_uri).
+serve: export MLFLOW_TRACKING_URI ?= sqlite:///$(STATE)/mlflow/mlflow.db
+serve: install  ## Serving alone: the champion of `make run`'s MLflow store (or MODEL_URI from MLFLOW_TRACKING_URI).
 	$(BIN)/uvicorn serving.app:app --host 127.0.0.1 --port $(SERVING_PORT)
 
 app: install  ## The Streamlit app alone (SERVING_URL).
@@ -78,8 +81,8 @@ bench-redeploy: install  ## A champion's way to serving under 8 posting clients,
 	$(BIN)/python bench/redeploy.py
 bench-quality: install  ## The default graph on the full data against the quality targets (about 12 min).
 	$(BIN)/python bench/quality.py
-bench-recipes: install  ## What each training setting of basic_cnn gains or loses (about 8 min per recipe).
-	$(BIN)/python bench/recipes.py
+bench-recipes: install  ## basic_cnn's recipe table in docs/results.md: augmentation, a constant learning rate (about 20 min).
+	$(BIN)/python bench/recipes.py --model basic_cnn --recipes augment,augment_no_cosine_decay,zoo
 bench-ensembles: install  ## What combining trained zoo models gains over the best one, by log-odds or probabilities (about 12 min).
 	$(BIN)/python bench/ensembles.py
 

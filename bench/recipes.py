@@ -1,8 +1,11 @@
 """Benchmark: what each training recipe gains or loses for one model class of the zoo.
 
-    .venv/bin/python bench/recipes.py [--model basic_cnn] [--recipes zoo,no_augment,...] [--threads 2]
+    .venv/bin/python bench/recipes.py [--model basic_cnn] [--recipes augment,augment_no_cosine_decay,zoo] [--threads 2]
 
-Every recipe is the model's zoo defaults with a few settings replaced, trained on the full
+The defaults (`make bench-recipes`) are the recipes of basic_cnn's table in docs/results.md, under
+the names its rows carry; the other tables there name their own `--model` and `--recipes`. A
+recipe that changes a pretrained backbone's settings (frozen epochs, fine-tuning) is refused at
+the start for a model without one, before anything trains. Every recipe is the model's zoo defaults with a few settings replaced, trained on the full
 training split with `skin_cancer_assets.training.train` (the assets' own code: the same
 stratified validation split, early stopping and threshold). Recipes are chosen by their
 validation ROC-AUC; the test figures are printed for the README, not for choosing. The
@@ -29,6 +32,7 @@ RECIPES = {
     },
     "augment": {"augment": True},  # random flips, rotations, zoom, contrast and brightness
     "no_cosine_decay": {"cosine_decay": False},
+    "augment_no_cosine_decay": {"augment": True, "cosine_decay": False},  # augmentation at a constant learning rate
     "no_class_weighting": {"class_weighting": False},
     "early_stopping": {"early_stopping_patience": 5},  # restores the best validation epoch
     "epochs_10": {"epochs": 10},
@@ -42,6 +46,35 @@ RECIPES = {
     "image_size_96": {"image_size": 96},
     "image_size_48": {"image_size": 48},
 }
+DEFAULT_MODEL = "basic_cnn"
+DEFAULT_RECIPES = ("augment", "augment_no_cosine_decay", "zoo")
+"""basic_cnn's table in docs/results.md: augmentation (the zoo's default when it was measured), the
+same at a constant learning rate, and the zoo's recipe now (no augmentation); changes against the first."""
+BACKBONE_SETTINGS = frozenset({"frozen_epochs", "fine_tune_from_block", "fine_tune_learning_rate"})
+"""Settings that only a model with a pretrained backbone applies (training refuses or ignores them otherwise)."""
+
+
+def checked_recipes(spec, names: list[str]) -> dict[str, dict]:
+    """Each named recipe's setting overrides for `spec`, or SystemExit naming every recipe that is unknown,
+    does not apply to this model or makes an invalid config: checked before anything trains."""
+    from skin_cancer_assets.training_config import config_class_for
+
+    unknown = [name for name in names if name not in RECIPES]
+    if unknown:
+        raise SystemExit(f"unknown recipes {unknown}; choose from {list(RECIPES)}")
+    if spec.block_of_layer is None:
+        backbone_only = [name for name in names if BACKBONE_SETTINGS & set(RECIPES[name])]
+        if backbone_only:
+            raise SystemExit(
+                f"{backbone_only} change a pretrained backbone's settings, which {spec.name} does not have; "
+                f"its recipes: {[name for name in RECIPES if not BACKBONE_SETTINGS & set(RECIPES[name])]}"
+            )
+    for name in names:
+        try:
+            config_class_for(spec.name, {**spec.defaults, **RECIPES[name]})()
+        except Exception as error:  # a setting the launchpad config does not have, or a value it refuses
+            raise SystemExit(f"recipe {name!r} is not a valid config for {spec.name}: {error}") from error
+    return {name: RECIPES[name] for name in names}
 
 
 def run_recipe(spec, overrides: dict, arrays: dict) -> dict:
@@ -67,16 +100,15 @@ def run_recipe(spec, overrides: dict, arrays: dict) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="basic_cnn")
-    parser.add_argument("--recipes", default=",".join(RECIPES), help=f"comma-separated, from: {', '.join(RECIPES)}")
+    parser.add_argument("--model", default=DEFAULT_MODEL)
+    parser.add_argument(
+        "--recipes", default=",".join(DEFAULT_RECIPES), help=f"comma-separated, the first the baseline; from: {', '.join(RECIPES)}"
+    )
     parser.add_argument("--threads", type=int, default=2, help="TensorFlow threads (the graph gives each model 1)")
     parser.add_argument("--epochs", type=int, help="replace every recipe's epochs (a quick check of this script)")
     parser.add_argument("--data", default=str(default_data_folder()))
     args = parser.parse_args()
     names = args.recipes.split(",")
-    unknown = [name for name in names if name not in RECIPES]
-    if unknown:
-        raise SystemExit(f"unknown recipes {unknown}; choose from {list(RECIPES)}")
 
     from skin_cancer_assets import training
     from skin_cancer_assets.model_zoo import ZOO
@@ -84,6 +116,7 @@ def main() -> None:
     specs = {spec.name: spec for spec in ZOO if not spec.members}  # an ensemble trains nothing: bench/ensembles.py
     if args.model not in specs:
         raise SystemExit(f"unknown model {args.model!r}; the zoo trains {list(specs)}")
+    recipes = checked_recipes(specs[args.model], names)
     training.limit_threads(args.threads)
     arrays = {}
     for split in ("train", "test"):
@@ -91,8 +124,8 @@ def main() -> None:
 
     results = {}
     for name in names:
-        print(f"{args.model} / {name}: {RECIPES[name] or 'the zoo defaults'} ...", flush=True)
-        overrides = {**RECIPES[name], **({"epochs": args.epochs} if args.epochs else {})}
+        print(f"{args.model} / {name}: {recipes[name] or 'the zoo defaults'} ...", flush=True)
+        overrides = {**recipes[name], **({"epochs": args.epochs} if args.epochs else {})}
         results[name] = run_recipe(specs[args.model], overrides, arrays)
         r = results[name]
         print(f"  val ROC-AUC {r['val_roc_auc']:.3f}, test ROC-AUC {r['test']['roc_auc']:.3f}, {r['seconds']:.0f} s", flush=True)

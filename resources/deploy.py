@@ -1,8 +1,9 @@
 """Deploy targets: how serving comes to serve the version the registry's `champion` alias names.
 
 A deploy converges on the alias, not on a version recorded earlier: it reads the alias, asks
-serving to take it (`roll_out`), then waits until every replica reports the version the alias
-names *now*. The alias is read again while waiting, so a rollback or a newer election during
+serving to take it (`roll_out`), then waits until every address the rollout lists reports the
+version the alias names *now*: each process for `local` and `docker`, the Service (as many answers
+in a row as twice the replicas, after the rollout completed) for `kubernetes`. The alias is read again while waiting, so a rollback or a newer election during
 the deploy is followed rather than waited for, and a serving that already reports the newer
 champion is a success. A deploy that serving does not confirm fails and says why.
 """
@@ -139,7 +140,7 @@ class ServingTarget(dg.ConfigurableResource, ABC):
             raise DeployError(f"serving at {self.serving_url} is unreachable (SERVING_URL): {error}") from error
 
     def deploy(self, log) -> dict:
-        """Roll the alias's version out and wait until every replica serves the alias's version."""
+        """Roll the alias's version out and wait until every address of the rollout reports the alias's version."""
         requested = self.champion_version()
         if requested is None:
             raise DeployError(f"nothing to deploy: {CHAMPION_URI} does not exist in {self.mlflow_tracking_uri}")
@@ -155,7 +156,7 @@ class ServingTarget(dg.ConfigurableResource, ABC):
         }
 
     def wait_for_version(self, version: str, rollout: Rollout, log) -> dict:
-        """Wait until every replica of `rollout` reports the version the alias names.
+        """Wait until every address of `rollout` reports the version the alias names (a Service: n answers in a row).
 
         `version` is what was asked for; if the alias moves meanwhile, the wait follows it (and
         rolls out again when no replica has the new version yet), so it ends as soon as serving

@@ -1,4 +1,10 @@
-"""Every decision the environment makes, in one module: the same code runs on a laptop, MinIO or AWS.
+"""The code location's decisions that depend on the environment, in one module: the same code runs on a
+laptop, MinIO or AWS.
+
+Not every read is here: the Kubernetes deploy target checks `KUBERNETES_SERVICE_HOST` itself
+(resources/deploy.py: in a pod, the service account), `python -m skin_cancer_assets.upload_data`
+reads `SKIN_CANCER_DATA`, and serving (serving/settings.py) and the app (streamlit_app/app.py), which
+do not import this package, read their own variables.
 
 Unset variables keep the embedded local defaults: storage and the MLflow store under the
 state folder, the data set beside the checkout, serving on loopback. Setting AWS_BUCKET
@@ -54,6 +60,20 @@ def retrain_interval() -> int | None:
         return None
     if not value.isdigit() or int(value) < 1:
         raise ValueError(f"SKIN_CANCER_RETRAIN_SECONDS={value!r}: give a whole number of seconds (at least 1) or `off`")
+    return int(value)
+
+
+RETRAIN_QUIET_TICKS = 2
+"""Sensor evaluations in a row that must see the same changed listing before a retrain starts: an
+upload still in progress keeps changing it, and waits."""
+
+
+def retrain_quiet_ticks() -> int:
+    """SKIN_CANCER_RETRAIN_QUIET_TICKS: how many evaluations in a row must see the same changed data
+    before the retrain sensor starts a run (default 2: the data stayed unchanged for one interval)."""
+    value = os.environ.get("SKIN_CANCER_RETRAIN_QUIET_TICKS", str(RETRAIN_QUIET_TICKS)).strip()
+    if not value.isascii() or not value.isdigit() or int(value) < 1:
+        raise ValueError(f"SKIN_CANCER_RETRAIN_QUIET_TICKS={value!r}: give a whole number of evaluations (at least 1)")
     return int(value)
 
 

@@ -38,7 +38,7 @@ run: install $(DAGSTER_HOME)/dagster.yaml  ## Train and elect (job train_and_ele
 smoke: install $(DAGSTER_HOME)/dagster.yaml  ## The same job on a small real subset in a few minutes.
 	SKIN_CANCER_PROFILE=smoke $(BIN)/python -m skin_cancer_assets.cli
 
-test: install  ## Every test suite in one run (starts its own MLflow, S3, Postgres, serving, Dagster, browser).
+test: install  ## Every test suite in one run (starts its own MLflow, Postgres, serving, Dagster, browser and an S3 stand-in, moto_server).
 	scripts/install-test-deps.sh
 	$(BIN)/pytest -ra tests
 

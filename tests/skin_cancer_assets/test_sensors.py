@@ -1,7 +1,11 @@
-"""The convergence sensor's branches, tick by tick, on an ephemeral instance: the real sensor and
-the real LocalServingTarget asking over HTTP, answered by a stand-in on loopback that plays both
-serving's `GET /model` and the MLflow registry's `registered-models/get` (a real serving would
-need a trained model; the redeploy suite drives one)."""
+"""The deploy sensors tick by tick on an ephemeral instance.
+
+`redeploy_on_new_champion`: real materializations of `champion_model` (from a stand-in asset of that
+key, with the election's metadata) and the sensor as the daemon evaluates it, through the code
+location's definitions. `serving_follows_the_alias`: the real sensor and the real LocalServingTarget
+asking over HTTP, answered by a stand-in on loopback that plays both serving's `GET /model` and the
+MLflow registry's `registered-models/get` (a real serving would need a trained model; the redeploy
+suite drives one)."""
 
 import json
 import threading
@@ -14,8 +18,10 @@ import dagster as dg
 import pytest
 
 from resources.deploy import PROBE_TIMEOUT_SECONDS, LocalServingTarget
+from skin_cancer_assets.definitions import defs
+from skin_cancer_assets.election import KEPT, PROMOTED, REJECTED
 from skin_cancer_assets.jobs import deploy_champion
-from skin_cancer_assets.sensors import BACKOFF_SECONDS, serving_follows_the_alias
+from skin_cancer_assets.sensors import BACKOFF_SECONDS, redeploy_on_new_champion, serving_follows_the_alias
 from skin_cancer_contract.registry import CHAMPION_ALIAS, REGISTERED_MODEL_NAME
 from tests.helpers import send_json
 
@@ -165,3 +171,54 @@ def test_a_failing_or_silent_registry_ends_the_tick_at_once_naming_it(stand_in, 
 
 def test_an_unreachable_serving_deploys_nothing(instance):
     skipped(Ticks(instance, "http://127.0.0.1:9").tick(), "the deploy waits until serving answers")
+
+
+def materialize_election(instance: dg.DagsterInstance, decision: str, version: int) -> dg.EventLogEntry:
+    """One run materializing `champion_model` with the election's metadata; returns its materialization."""
+
+    @dg.asset(name="champion_model")
+    def stand_in() -> dg.MaterializeResult:
+        return dg.MaterializeResult(metadata={"decision": decision, "champion_version": version})
+
+    result = dg.materialize([stand_in], instance=instance)
+    (event,) = instance.fetch_materializations(dg.AssetKey("champion_model"), limit=1).records
+    assert event.run_id == result.run_id
+    return event.event_log_entry
+
+
+class ChampionTicks:
+    """Evaluates `redeploy_on_new_champion` as the daemon does, from the code location's definitions,
+    each tick from the cursor the last one left."""
+
+    def __init__(self, instance: dg.DagsterInstance):
+        self.instance, self.cursor = instance, None
+        self.sensor = defs.resolve_sensor_def(redeploy_on_new_champion.name)
+
+    def tick(self):
+        context = dg.build_sensor_context(instance=self.instance, cursor=self.cursor, definitions=defs)
+        data = self.sensor.evaluate_tick(context)
+        self.cursor = data.cursor or self.cursor
+        return data
+
+
+def test_a_promoting_election_asks_one_deploy_champion_run_for_the_version_it_promoted(instance):
+    ticks = ChampionTicks(instance)
+    assert ticks.sensor.job_name == deploy_champion.name
+    assert not ticks.tick().run_requests  # no election yet
+    promoted = materialize_election(instance, PROMOTED, 3)
+    (request,) = ticks.tick().run_requests
+    assert request.tags["champion_version"] == "3"
+    assert request.run_key == f"champion-{promoted.run_id}-{promoted.timestamp}"  # this materialization's deploy
+    assert not ticks.tick().run_requests  # the same materialization on the next tick: nothing more
+
+
+def test_an_election_that_kept_or_rejected_asks_nothing_and_the_next_promotion_deploys_its_own_version(instance):
+    ticks = ChampionTicks(instance)
+    ticks.tick()
+    for decision in (KEPT, REJECTED):
+        materialize_election(instance, decision, 3)
+        data = ticks.tick()
+        assert not data.run_requests and decision in data.skip_message
+    promoted = materialize_election(instance, PROMOTED, 4)
+    (request,) = ticks.tick().run_requests
+    assert (request.tags["champion_version"], request.run_key) == ("4", f"champion-{promoted.run_id}-{promoted.timestamp}")

@@ -25,6 +25,7 @@ BUILT_IMAGES = {
     "skin-cancer-dagster": "deploy/docker/Dockerfile.dagster",
     "skin-cancer-serving": "serving/Dockerfile",
     "skin-cancer-streamlit": "streamlit_app/Dockerfile",
+    "skin-cancer-mlflow": "deploy/docker/Dockerfile.mlflow",
 }
 DOCKERFILES = sorted(BUILT_IMAGES.values())
 
@@ -53,6 +54,11 @@ THIRD_PARTY_VARIABLES = {
     "MLFLOW_ARTIFACTS_DESTINATION": "mlflow server",
     "MLFLOW_S3_ENDPOINT_URL": "mlflow's S3 artifact store",
     "MLFLOW_SERVER_ALLOWED_HOSTS": "mlflow server's host check",
+    "MLFLOW_AUTH_ADMIN_USERNAME": "mlflow server --app-name basic-auth: its admin, made on the first start",
+    "MLFLOW_AUTH_ADMIN_PASSWORD": "mlflow server --app-name basic-auth: its admin, made on the first start",
+    "MLFLOW_FLASK_SERVER_SECRET_KEY": "mlflow server --app-name basic-auth: the key of its CSRF tokens",
+    "MLFLOW_TRACKING_USERNAME": "mlflow's client: basic auth",
+    "MLFLOW_TRACKING_PASSWORD": "mlflow's client: basic auth",
     "POSTGRES_USER": "postgres image",
     "POSTGRES_PASSWORD": "postgres image",
     "POSTGRES_DB": "postgres image",
@@ -109,6 +115,8 @@ def documented_variables() -> set[str]:
     names |= variables_read_by_code()
     for script in DEPLOY.rglob("*.sh"):
         names |= set(re.findall(r"\$\{([A-Z][A-Z0-9_]+)", script.read_text()))
+    for script in DEPLOY.rglob("*.py"):
+        names |= set(ENVIRONMENT_READ.findall(script.read_text()))
     names |= {name for name in _dagster_variables() if name.startswith("DAGSTER_")}
     return names
 

@@ -1,6 +1,8 @@
-"""The Compose stack, checked without a Docker engine: it matches the Compose spec and names only
-images, services, files and variables that exist."""
+"""The Compose stack, checked without a Docker engine: it matches the Compose spec, names only
+images, services, files and variables that exist, and its networks let each service reach only
+what it uses (`make compose-test` checks the same on a real engine)."""
 
+import configparser
 import json
 import re
 import tomllib
@@ -62,7 +64,7 @@ def test_matches_the_compose_specification():
 
 
 def test_runs_every_part_of_the_platform(compose):
-    assert LONG_RUNNING | {"minio-init", "docker-proxy", "dagster-migrate"} == set(compose["services"])
+    assert LONG_RUNNING | {"minio-init", "mlflow-users", "docker-proxy", "dagster-migrate"} == set(compose["services"])
 
 
 def test_every_variable_it_reads_is_in_env_example():
@@ -102,7 +104,7 @@ def test_images_are_built_here_or_pinned_public(compose):
             assert image_tag(image) not in ("", "latest"), f"{name}: {image} has no fixed tag"
 
 
-def test_dependencies_exist_and_can_become_healthy(compose):
+def test_dependencies_exist_and_have_health_checks(compose):
     services = compose["services"]
     for name, service in services.items():
         for dependency, rule in service.get("depends_on", {}).items():
@@ -151,3 +153,58 @@ def test_services_find_each_other_by_name(compose):
     assert services["serving"]["environment"]["MLFLOW_TRACKING_URI"] == environment["MLFLOW_TRACKING_URI"]
     assert services["serving"]["environment"]["MODEL_URI"] == "models:/skin-cancer-classifier@champion"
     assert "@postgres:5432/mlflow" in services["mlflow"]["environment"]["MLFLOW_BACKEND_STORE_URI"]
+
+
+def peers(compose: dict, name: str) -> set[str]:
+    """The other services `name` shares a network with: all it can reach."""
+    services = compose["services"]
+    networks = set(services[name]["networks"])
+    return {other for other, service in services.items() if other != name and networks & set(service["networks"])}
+
+
+def test_only_the_launchers_reach_the_docker_api(compose):
+    """Creating a container is root on the host: the proxy's network holds only the daemon and the
+    code location (whose run containers start the step containers), and leads nowhere else."""
+    (network,) = compose["services"]["docker-proxy"]["networks"]
+    assert peers(compose, "docker-proxy") == {"daemon", "code-location"}
+    assert compose["networks"][network]["internal"] is True
+
+
+def test_serving_and_the_app_reach_only_what_they_use(compose):
+    """Serving parses untrusted uploads: it reaches MLflow (to load the champion), MinIO (its
+    prediction log) and who deploys it, never the Docker API, Postgres or the webserver's API.
+    The app reaches serving alone."""
+    assert peers(compose, "serving") == {"mlflow", "minio", "code-location", "daemon", "streamlit"}
+    assert peers(compose, "streamlit") == {"serving"}
+
+
+def test_mlflow_requires_sign_in_and_serving_signs_in_read_only(compose):
+    services = compose["services"]
+    mlflow = services["mlflow"]
+    assert pair(mlflow["command"], "--app-name") == "basic-auth"
+    dockerfile = REPO / mlflow["build"]["dockerfile"]
+    config_path = dict(re.findall(r"(\w+)=(\S+)", dockerfile.read_text()))["MLFLOW_AUTH_CONFIG_PATH"]
+    config = configparser.ConfigParser()
+    config.read(DEPLOY / "docker" / "mlflow" / config_path.rsplit("/", 1)[1])
+    assert config["mlflow"]["default_permission"] == "READ"  # a user other than the admin changes nothing it did not create
+    assert "admin_password" not in config["mlflow"]  # from the environment
+    for variable in ("MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY"):
+        assert VARIABLE.fullmatch(mlflow["environment"][variable]).group(2) == "?", f"{variable} is not a required secret"
+
+    admin = mlflow["environment"]["MLFLOW_AUTH_ADMIN_USERNAME"]
+    reader = services["mlflow-users"]["environment"]
+    pipeline = services["code-location"]["environment"]
+    serving = services["serving"]["environment"]
+    assert (pipeline["MLFLOW_TRACKING_USERNAME"], pipeline["MLFLOW_TRACKING_PASSWORD"]) == (admin, mlflow["environment"]["MLFLOW_AUTH_ADMIN_PASSWORD"])
+    assert (serving["MLFLOW_TRACKING_USERNAME"], serving["MLFLOW_TRACKING_PASSWORD"]) == (reader["MLFLOW_READER_USERNAME"], reader["MLFLOW_READER_PASSWORD"])
+    assert interpolate(serving["MLFLOW_TRACKING_USERNAME"]) != interpolate(admin)
+    assert services["serving"]["depends_on"]["mlflow-users"]["condition"] == "service_completed_successfully"
+
+
+def test_serving_logs_where_the_monitoring_assets_read(compose):
+    """The prediction log goes to the pipeline's bucket, under the same prefix, with keys that work there."""
+    serving = compose["services"]["serving"]["environment"]
+    pipeline = compose["services"]["code-location"]["environment"]
+    for variable in ("AWS_BUCKET", "AWS_PREFIX", "AWS_REGION", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        assert serving.get(variable) == pipeline.get(variable), variable
+    assert serving["AWS_BUCKET"]

@@ -2,6 +2,7 @@
 
 import re
 import subprocess
+import tomllib
 
 import pytest
 
@@ -23,7 +24,9 @@ SERVICE_CHECKS = {
     "deploy/docker/Dockerfile.dagster": (3000, "/server_info"),
     "serving/Dockerfile": (8000, "/health"),
     "streamlit_app/Dockerfile": (8501, "/_stcore/health"),
+    "deploy/docker/Dockerfile.mlflow": (5000, "/health"),
 }
+LOCKED = {package["name"] for package in tomllib.loads((REPO / "uv.lock").read_text())["package"]}
 
 
 def stages(dockerfile: str) -> list[list[tuple[str, str]]]:
@@ -91,6 +94,12 @@ def test_installs_from_the_lock_file(dockerfile):
     assert re.search(r"uv (sync|export) --(frozen|locked) --no-(dev|default-groups)", runs), f"{dockerfile} does not install from uv.lock"
     unlocked = runs.replace("uv pip install --constraint", "")
     assert "pip install" not in unlocked, f"{dockerfile} installs outside the lock"
+    # What `uv pip install --constraint` names is in the lock, or pinned to one version here.
+    installs = [re.findall(r"uv pip install --constraint \S+([^&]*)", arguments)
+                for keyword, arguments in dockerfile_instructions(REPO / dockerfile) if keyword == "RUN"]
+    for named in (packages for found in installs for packages in found):
+        loose = [package for package in named.split() if package not in LOCKED and "==" not in package]
+        assert not loose, f"{dockerfile} installs packages neither locked nor pinned: {loose}"
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES)

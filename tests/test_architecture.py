@@ -68,3 +68,37 @@ def test_the_architecture_page_names_every_package():
     page = (REPO / "ARCHITECTURE.md").read_text()
     for package in ALLOWED:
         assert f"`{package}/`" in page
+
+
+ENVIRONMENT_READS_OUTSIDE = {
+    "resources/deploy.py": {"KUBERNETES_SERVICE_HOST"},  # in a pod: the service account
+    "skin_cancer_assets/upload_data.py": {"SKIN_CANCER_DATA"},  # a CLI of its own
+}
+"""The code location's environment reads outside skin_cancer_assets/environment.py (README, How it works)."""
+
+
+def environment_reads(path: Path) -> set[str]:
+    """Names read with os.environ.get / os.environ[...] / os.getenv; '?' for a name that is not a literal."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        key = None
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.args:
+            target = ast.unparse(node.func)
+            if target in ("os.environ.get", "os.getenv", "environ.get"):
+                key = node.args[0]
+        elif isinstance(node, ast.Subscript) and ast.unparse(node.value) in ("os.environ", "environ"):
+            key = node.slice
+        if key is not None:
+            names.add(key.value if isinstance(key, ast.Constant) else "?")
+    return names
+
+
+def test_the_code_location_reads_the_environment_in_one_module_but_for_the_documented_reads():
+    found = {}
+    for package in ("skin_cancer_assets", "resources"):
+        for path in sorted((REPO / package).rglob("*.py")):
+            relative = str(path.relative_to(REPO))
+            reads = environment_reads(path)
+            if reads and relative != "skin_cancer_assets/environment.py":
+                found[relative] = reads
+    assert found == ENVIRONMENT_READS_OUTSIDE, "a read the README and environment.py do not name, or one they name is gone"

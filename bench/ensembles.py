@@ -9,8 +9,8 @@ Trains each model once with its zoo defaults on the full training split (the ass
 member that the zoo does not have yet. It then scores every combination of two or more of them on the shared
 validation split, two ways: `training.combine` (the zoo's ensembles: the mean of the members'
 log-odds) and the plain mean of their probabilities. Each threshold is set on validation as
-the assets set it. Ensembles are chosen by validation ROC-AUC; the test figures are for the
-README. crossval_cnn cannot be a member (it already averages its folds' probabilities).
+the assets set it. Ensembles are chosen by validation ROC-AUC; the test figures are for
+docs/results.md. crossval_cnn cannot be a member (it already averages its folds' probabilities).
 """
 
 import argparse

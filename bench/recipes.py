@@ -8,7 +8,7 @@ recipe that changes a pretrained backbone's settings (frozen epochs, fine-tuning
 the start for a model without one, before anything trains. Every recipe is the model's zoo defaults with a few settings replaced, trained on the full
 training split with `skin_cancer_assets.training.train` (the assets' own code: the same
 stratified validation split, early stopping and threshold). Recipes are chosen by their
-validation ROC-AUC; the test figures are printed for the README, not for choosing. The
+validation ROC-AUC; the test figures are printed for docs/results.md, not for choosing. The
 table shows each recipe's change against the first one, run in the same process.
 """
 

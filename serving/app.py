@@ -6,19 +6,18 @@ soon as a model is loaded. Concurrent requests, from /predict and from the Open 
 Protocol's /v2 routes alike, are batched into shared model calls (see serving.batcher).
 """
 
-import hmac
 import logging
 import time
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from serving import metrics, v2
 from serving.batcher import MicroBatcher
 from serving.errors import ApiError, install_error_handlers
+from serving.front_door import FrontDoor
 from serving.holder import ModelHolder
 from serving.inference import (
     classify,
@@ -31,7 +30,7 @@ from serving.inference import (
     settings_of,
 )
 from serving.model import LoadedModel, load_model
-from serving.prediction_log import now_iso, prediction_log_for, prediction_records
+from serving.prediction_log import issued_prediction_id, now_iso, prediction_log_for, prediction_records
 from serving.schemas import (
     Error,
     Health,
@@ -69,13 +68,22 @@ async def lifespan(app: FastAPI):
     _log_to_stderr()
     settings = Settings.from_env()
     holder = ModelHolder(
-        settings.model_uri, load_model, on_load=metrics.record_load, retry_max_s=settings.load_retry_max_s
+        settings.model_uri,
+        load_model,
+        on_load=metrics.record_load,
+        retry_max_s=settings.load_retry_max_s,
+        remembered=settings.last_model_file,
     )
     batcher = MicroBatcher(
-        settings.max_batch, settings.batch_wait_s, settings.predict_timeout_s, on_batch=metrics.BATCH_SIZE.observe
+        settings.max_batch,
+        settings.batch_wait_s,
+        settings.predict_timeout_s,
+        max_queued_images=settings.max_queued_images,
+        on_batch=metrics.BATCH_SIZE.observe,
     )
     app.state.settings, app.state.holder, app.state.batcher = settings, holder, batcher
-    app.state.decode_pool = decode_pool()
+    metrics.QUEUED_IMAGES.set_function(batcher.queued_images)
+    app.state.decode_pool = decode_pool(settings)
     app.state.prediction_log = prediction_log_for(settings)
     batcher.start()
     if app.state.prediction_log is not None:
@@ -95,15 +103,18 @@ app = FastAPI(
     lifespan=lifespan,
 )
 install_error_handlers(app)
-metrics.instrument(app)
+app.add_middleware(FrontDoor)
+metrics.instrument(app)  # outside the front door, so its refusals are counted too
 app.include_router(v2.router)
-_admin_bearer = HTTPBearer(auto_error=False, description="the server's SERVING_ADMIN_TOKEN")
-_feedback_bearer = HTTPBearer(auto_error=False, description="the server's SERVING_FEEDBACK_TOKEN")
 
 _CLIENT_ERRORS = {code: {"model": Error} for code in (400, 413, 415, 422)}
 _NO_MODEL = {
     500: {"model": Error, "description": "The model failed (details in the server log)."},
-    503: {"model": Error, "description": "No model is loaded yet, or the model call timed out."},
+    503: {
+        "model": Error,
+        "description": "No model is loaded yet, the server is busy (Retry-After), the model call timed out, "
+        "or the model answered something that is not a probability.",
+    },
 }
 _PREDICT_BODY = {
     "requestBody": {
@@ -148,7 +159,7 @@ async def ready(holder: ModelHolder = Depends(_holder)):
     model = holder.current
     if model is None:
         return JSONResponse({"ready": False, "reason": holder.not_ready_reason()}, status_code=503)
-    return {"ready": True, "version": model.version}
+    return {"ready": True, "version": model.version, "fallback": holder.fallback}
 
 
 @app.get("/info", response_model=Info)
@@ -182,7 +193,7 @@ async def model_details(holder: ModelHolder = Depends(_holder)):
     if model is None:
         detail = f"no model loaded: {holder.not_ready_reason()}"
         return JSONResponse({"detail": detail, "reload": reload.model_dump(mode="json")}, status_code=503)
-    return ModelDetails(**model.model_dump(), reload=reload)
+    return ModelDetails(**model.model_dump(), reload=reload, fallback=holder.fallback)
 
 
 @app.post(
@@ -197,8 +208,8 @@ async def predict(request: Request, model: LoadedModel = Depends(_served_model))
     settings = settings_of(request)
     uploads = await read_uploads(request, settings)
     images, facts = await decode_off_loop(request, decode_files, uploads, model.image_size, settings)
-    probabilities = await classify(request, model, images)
-    records = prediction_records(model, probabilities, received)
+    probabilities = await classify(request, model, images, received)
+    records = prediction_records(model, probabilities, received, settings.prediction_id_key)
     log_predictions(request, records, facts)
     return PredictResponse(
         model=ModelRef(name=model.name, version=model.version, model_class=model.model_class),
@@ -216,11 +227,11 @@ async def predict(request: Request, model: LoadedModel = Depends(_served_model))
     )
 
 
-@app.get("/monitoring/recent", response_model=RecentPredictions, responses={403: {"model": Error}})
+@app.get("/monitoring/recent", response_model=RecentPredictions, responses={401: {"model": Error}, 403: {"model": Error}})
 async def recent_predictions(request: Request):
     """The last predictions this process answered (time, version, probability, label, latency; no
     image facts) and how many of its prediction records were written or dropped: what the app's
-    Production view plots."""
+    Production view plots (bearer SERVING_MONITORING_TOKEN, else SERVING_FEEDBACK_TOKEN)."""
     prediction_log = prediction_log_of(request)
     return {
         "started_at": prediction_log.started_at,
@@ -243,43 +254,30 @@ async def prometheus_metrics():
     response_model=ReloadAccepted,
     responses={401: {"model": Error}, 403: {"model": Error}},
 )
-async def reload(
-    request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_admin_bearer)
-):
-    """Load MODEL_URI again in the background and swap it in; poll GET /model for the outcome."""
-    _check_bearer(settings_of(request).admin_token, credentials, "SERVING_ADMIN_TOKEN", "reload")
+async def reload(request: Request):
+    """Load MODEL_URI again in the background and swap it in; poll GET /model for the outcome
+    (bearer SERVING_ADMIN_TOKEN, checked by serving.front_door)."""
     holder: ModelHolder = request.app.state.holder
     holder.reload()
     return {"status": "reloading", "model_uri": holder.model_uri}
-
-
-async def _feedback_allowed(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_feedback_bearer)):
-    """A dependency, so a refused token answers 403/401 before the body is validated."""
-    _check_bearer(settings_of(request).feedback_token, credentials, "SERVING_FEEDBACK_TOKEN", "feedback")
 
 
 @app.post(
     "/feedback",
     status_code=202,
     response_model=FeedbackAccepted,
-    responses={401: {"model": Error}, 403: {"model": Error}, 422: {"model": Error}},
-    dependencies=[Depends(_feedback_allowed)],
+    responses={code: {"model": Error} for code in (401, 403, 404, 422)},
 )
 async def feedback(request: Request, confirmed: Feedback):
-    """Record the confirmed diagnosis of an earlier prediction (by its `prediction_id`) in the prediction log.
+    """Record the confirmed diagnosis of an earlier prediction (by its `prediction_id`) in the prediction log
+    (bearer SERVING_FEEDBACK_TOKEN, checked by serving.front_door before the body is read).
 
-    `status` is `queued`, or `dropped` when the log's queue is full (counted in /metrics).
+    404 for an id this deployment did not issue (its ids are signed with SERVING_PREDICTION_ID_KEY).
+    Every confirmation is kept, repeated ones too. `status` is `queued`, or `dropped` when the log's
+    queue is full (counted in /metrics).
     """
+    if not issued_prediction_id(confirmed.prediction_id, settings_of(request).prediction_id_key):
+        raise ApiError(404, f"unknown prediction id {confirmed.prediction_id}: serving issued no such prediction")
     record = {"prediction_id": confirmed.prediction_id, "diagnosis": confirmed.diagnosis, "time": now_iso()}
     queued = prediction_log_of(request).submit(FEEDBACK, [record])
     return {"status": "queued" if queued else "dropped", "prediction_id": confirmed.prediction_id}
-
-
-def _check_bearer(token: str | None, credentials: HTTPAuthorizationCredentials | None, variable: str, what: str) -> None:
-    """403 when the server has no token for `what`, 401 when the request's bearer token is missing or wrong."""
-    if token is None:
-        raise ApiError(403, f"{what} is disabled: the server was started without {variable}")
-    if credentials is None or not hmac.compare_digest(credentials.credentials.encode(), token.encode()):
-        raise ApiError(
-            401, f"missing or wrong bearer token: send 'Authorization: Bearer <{variable}>'", headers={"WWW-Authenticate": "Bearer"}
-        )

@@ -9,6 +9,10 @@ were answered together land in the same next batch.
 A call that takes longer than `timeout_s` fails its requests with `ModelTimeout`; the batcher
 leaves that call's thread behind and goes on in a fresh one, so the requests queued after it
 are answered.
+
+At most `max_queued_images` images wait; a request that would queue more is refused at once
+(`Overloaded`) rather than waiting behind a queue it cannot get through in time. A request into
+an empty queue is always taken, however many images it has.
 """
 
 import asyncio
@@ -29,6 +33,10 @@ class ModelTimeout(Exception):
     """A model call took longer than the batcher's timeout."""
 
 
+class Overloaded(Exception):
+    """The queue holds as many images as it may."""
+
+
 @dataclass
 class _Item:
     model: LoadedModel
@@ -42,11 +50,13 @@ class MicroBatcher:
         max_batch: int,
         max_wait_s: float,
         timeout_s: float,
+        max_queued_images: int | None = None,
         on_batch: Callable[[int], None] = lambda size: None,
     ):
         self.max_batch = max(1, max_batch)
         self.max_wait_s = max_wait_s
         self.timeout_s = timeout_s
+        self.max_queued_images = max_queued_images or 4 * self.max_batch
         self._on_batch = on_batch
         self._queue: deque[_Item] = deque()
         self._queued = asyncio.Event()
@@ -69,6 +79,9 @@ class MicroBatcher:
 
     async def predict(self, model: LoadedModel, images: np.ndarray) -> np.ndarray:
         """Probabilities for `images` from `model`, computed in batches with other requests."""
+        queued = self.queued_images()
+        if queued and queued + len(images) > self.max_queued_images:
+            raise Overloaded(f"{queued} images wait for the model already (SERVING_MAX_QUEUED_IMAGES={self.max_queued_images})")
         loop = asyncio.get_running_loop()
         futures = []
         for start in range(0, len(images), self.max_batch):
@@ -80,6 +93,9 @@ class MicroBatcher:
         finally:
             for future in futures:  # the client went away or a part failed: drop the other parts
                 future.cancel()
+
+    def queued_images(self) -> int:
+        return _count(self._queue)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

@@ -23,7 +23,11 @@ class ApiError(Exception):
 
 
 def error_response(request: Request, status_code: int, message: str, headers: dict | None = None) -> JSONResponse:
-    key = "error" if request.url.path.startswith(V2_PREFIX) else "detail"
+    return error_response_for(request.url.path, status_code, message, headers)
+
+
+def error_response_for(path: str, status_code: int, message: str, headers: dict | None = None) -> JSONResponse:
+    key = "error" if path.startswith(V2_PREFIX) else "detail"
     return JSONResponse({key: message}, status_code=status_code, headers=headers)
 
 

@@ -7,12 +7,19 @@ is ready. A failed load keeps the old model and records why.
 Until a first model has loaded, failed loads are retried with a doubling pause (up to
 `retry_max_s`): a server started before any champion exists becomes ready by itself once
 one is registered. A reload request cuts the pause short.
+
+Each model loaded is remembered in a small JSON file (`remembered`, in the state folder). A replica
+that cannot load `model_uri` and has no model serves the remembered version instead, says so in
+`fallback`, and keeps retrying `model_uri`; one that never loaded a model stays unready.
 """
 
+import json
 import logging
+import os
 import threading
 from collections.abc import Callable
 from datetime import datetime, timezone
+from pathlib import Path
 
 from serving.model import LoadedModel, load_failure_reason
 
@@ -27,6 +34,7 @@ class ModelHolder:
         loader: Callable[[str], LoadedModel],
         on_load: Callable[[LoadedModel | None, str | None], None] = lambda model, error: None,
         retry_max_s: float = 30.0,
+        remembered: Path | None = None,
     ):
         self.model_uri = model_uri
         self.current: LoadedModel | None = None
@@ -35,6 +43,9 @@ class ModelHolder:
         self.error: str | None = None
         """Why the last load failed, in words fit for clients (the log has the details)."""
         self.requested_at: datetime | None = None
+        self.fallback: str | None = None
+        """Set while the served model is the remembered one because `model_uri` could not be loaded."""
+        self._remembered = remembered
         self._loader = loader
         self._on_load = on_load
         self._retry_max_s = retry_max_s
@@ -72,16 +83,18 @@ class ModelHolder:
                 self._again = False
                 self.state = "loading"
             error = self._load_once()
+            if error is not None and self.current is None:
+                self._fall_back(error)
             with self._lock:
                 if self._again:
                     continue
-                if error is None or self.current is not None:
+                if error is None or (self.current is not None and self.fallback is None):
                     self.state, self.error = ("idle", None) if error is None else ("failed", error)
                     self._loading = False
                     return
                 self.state, self.error = "failed", error
                 self._wake.clear()
-            log.info("no model loaded yet; retrying in %g s", pause)
+            log.info("%s not loaded; retrying in %g s", self.model_uri, pause)
             self._wake.wait(pause)
             pause = min(pause * 2, self._retry_max_s)
 
@@ -95,8 +108,36 @@ class ModelHolder:
             reason = load_failure_reason(error)
             self._on_load(None, reason)
             return reason
-        self.current = model
-        self.error = None
+        self.current, self.error, self.fallback = model, None, None
         log.info("serving %s version %s from %s", model.name, model.version, model.source_uri)
         self._on_load(model, None)
+        self._remember(model)
         return None
+
+    def _remember(self, model: LoadedModel) -> None:
+        """Write the loaded version's exact URI aside, then rename: the file is whole or absent."""
+        if self._remembered is None:
+            return
+        try:
+            self._remembered.parent.mkdir(parents=True, exist_ok=True)
+            partial = self._remembered.with_suffix(".partial")
+            partial.write_text(json.dumps({"source_uri": model.source_uri, "version": model.version, "loaded_at": model.loaded_at.isoformat()}))
+            os.replace(partial, self._remembered)
+        except OSError:
+            log.exception("could not remember the loaded model in %s", self._remembered)
+
+    def _fall_back(self, error: str) -> None:
+        """Serve the last version loaded before, when there is one and it still loads."""
+        try:
+            source_uri = json.loads(self._remembered.read_text())["source_uri"]
+        except (AttributeError, OSError, ValueError, KeyError, TypeError):
+            return  # never loaded one (or no file to remember it in): stay unready
+        try:
+            model = self._loader(source_uri)
+        except Exception:
+            log.exception("the last model loaded, %s, does not load either", source_uri)
+            return
+        self.current = model
+        self.fallback = f"{self.model_uri} could not be loaded ({error}); serving version {model.version}, the last one loaded"
+        log.warning("%s", self.fallback)
+        self._on_load(model, None)

@@ -3,7 +3,7 @@ the prediction log."""
 
 import asyncio
 import logging
-import os
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -11,22 +11,24 @@ from functools import partial
 import numpy as np
 from starlette.requests import Request
 
-from serving.batcher import MicroBatcher, ModelTimeout
+from serving.batcher import MicroBatcher, ModelTimeout, Overloaded
 from serving.errors import ApiError
 from serving.holder import ModelHolder
 from serving.metrics import MODEL_TIMEOUTS
-from serving.model import LoadedModel
+from serving.model import LoadedModel, are_probabilities
 from serving.prediction_log import PredictionLog, file_facts
 from serving.settings import Settings
 from serving.uploads import decode_uploads
 from skin_cancer_contract.monitoring import PREDICTIONS
 
 log = logging.getLogger(__name__)
+RETRY_LATER = {"Retry-After": "1"}
 
 
-def decode_pool() -> ThreadPoolExecutor:
-    """One decoding thread per core: how many images are decoded at once, and so the memory it takes, is bounded."""
-    return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="decode")
+def decode_pool(settings: Settings) -> ThreadPoolExecutor:
+    """One decoding thread per CPU the process may use: how many images are decoded at once, and so
+    the memory it takes, is bounded."""
+    return ThreadPoolExecutor(max_workers=settings.decode_threads, thread_name_prefix="decode")
 
 
 def settings_of(request: Request) -> Settings:
@@ -89,14 +91,26 @@ def decode_files(uploads: list[tuple[str, bytes]], size: int, settings: Settings
     return images, partial(file_facts, uploads, sizes, images)
 
 
-async def classify(request: Request, model: LoadedModel, images: np.ndarray) -> np.ndarray:
-    """Malignant probabilities of `images` from `model`, through the shared batcher."""
+async def classify(request: Request, model: LoadedModel, images: np.ndarray, received: float) -> np.ndarray:
+    """Malignant probabilities of `images` from `model`, through the shared batcher, by the request's
+    deadline (SERVING_REQUEST_DEADLINE_S after `received`, the handler's start on `time.perf_counter()`)."""
     batcher: MicroBatcher = request.app.state.batcher
+    deadline_s = settings_of(request).request_deadline_s
     try:
-        return await batcher.predict(model, images)
+        async with asyncio.timeout(deadline_s - (time.perf_counter() - received) if deadline_s else None):
+            probabilities = await batcher.predict(model, images)
+    except Overloaded as error:
+        raise ApiError(503, f"busy: {error}; retry shortly", headers=RETRY_LATER) from None
+    except TimeoutError:
+        raise ApiError(503, f"busy: no answer within SERVING_REQUEST_DEADLINE_S={deadline_s:g} s; retry shortly", headers=RETRY_LATER) from None
     except ModelTimeout as error:
         MODEL_TIMEOUTS.inc()
         raise ApiError(503, f"model version {model.version} is too slow right now: {error}") from None
     except Exception:  # a broken model must answer with a reason, not drop the connection
         log.exception("model version %s failed to predict", model.version)
         raise ApiError(500, f"model version {model.version} failed to predict (details in the server log)") from None
+    if not are_probabilities(probabilities):
+        log.error("model version %s answered values that are not probabilities: %s", model.version, probabilities)
+        raise ApiError(503, f"model version {model.version} answered values that are not probabilities in [0, 1]; no label given")
+    return probabilities
+

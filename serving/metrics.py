@@ -15,6 +15,7 @@ REGISTRY = CollectorRegistry()
 BATCH_SIZE = Histogram(
     "serving_batch_size", "Images per model call.", buckets=(1, 2, 4, 8, 16, 32, 64), registry=REGISTRY
 )
+QUEUED_IMAGES = Gauge("serving_queued_images", "Images waiting for a model call.", registry=REGISTRY)
 MODEL_INFO = Gauge(
     "serving_model_info",
     "1 for the model version being served.",

@@ -120,7 +120,14 @@ def _check_and_warm_up(network) -> int:
         out = np.asarray(network.predict_on_batch(np.zeros((count, size, size, 3), np.uint8)))
         if out.shape != (count, 1):
             raise ModelContractError(f"expected output shape ({count}, 1), got {out.shape}")
+        if not are_probabilities(out):
+            raise ModelContractError(f"its outputs are not finite probabilities in [0, 1]: {out.ravel().tolist()}")
     return size
+
+
+def are_probabilities(values: np.ndarray) -> bool:
+    """Every value finite and within [0, 1] (NaN fails every comparison): what may be given a label."""
+    return bool((np.isfinite(values) & (values >= 0) & (values <= 1)).all())
 
 
 def _threshold(tags: dict) -> float:

@@ -12,6 +12,7 @@ per-channel statistics.
 """
 
 import hashlib
+import hmac
 import logging
 import os
 import queue
@@ -228,14 +229,34 @@ def _image_statistics(images: np.ndarray) -> list[dict]:
     ]
 
 
-def prediction_records(model, probabilities, received: float) -> list[dict]:
-    """One record per image, each with a new prediction id, without the image's facts (file_facts,
-    pixel_facts, added later); `received`: `time.perf_counter()` when the request's handler started."""
+ID_TAG_CHARS = 16
+
+
+def new_prediction_id(key: str | None) -> str:
+    """32 random hex digits, then (with a key) 16 of their HMAC: any replica with the key can tell
+    an id it issued, after restarts too, without reading the log."""
+    nonce = uuid.uuid4().hex
+    return nonce + _id_tag(nonce, key) if key else nonce
+
+
+def issued_prediction_id(prediction_id: str, key: str | None) -> bool:
+    nonce, tag = prediction_id[:32], prediction_id[32:]
+    return key is not None and len(tag) == ID_TAG_CHARS and hmac.compare_digest(tag, _id_tag(nonce, key))
+
+
+def _id_tag(nonce: str, key: str) -> str:
+    return hmac.new(key.encode(), f"prediction-id:{nonce}".encode(), hashlib.sha256).hexdigest()[:ID_TAG_CHARS]
+
+
+def prediction_records(model, probabilities, received: float, id_key: str | None) -> list[dict]:
+    """One record per image, each with a new prediction id (signed with `id_key`), without the image's
+    facts (file_facts, pixel_facts, added later); `received`: `time.perf_counter()` when the request's
+    handler started."""
     time_now = now_iso()
     latency_ms = round((time.perf_counter() - received) * 1000, 2)
     return [
         {
-            "prediction_id": uuid.uuid4().hex,
+            "prediction_id": new_prediction_id(id_key),
             "time": time_now,
             "model_name": model.name,
             "model_version": model.version,

@@ -24,6 +24,8 @@ class Ready(_Schema):
     ready: bool
     version: str | None = None
     reason: str | None = None
+    fallback: str | None = None
+    """Set when MODEL_URI could not be loaded and the last version loaded answers instead."""
 
 
 class Limits(_Schema):
@@ -69,6 +71,8 @@ class ModelCard(_Schema):
 
 class ModelDetails(ModelCard):
     reload: ReloadStatus
+    fallback: str | None = None
+    """Set when MODEL_URI could not be loaded and this, the last version loaded, answers instead."""
 
 
 class NoModel(Error):

@@ -5,9 +5,6 @@ any image of the request is decoded, so bombs, other formats and oversize images
 at the cost of reading a header.
 """
 
-import re
-from collections.abc import AsyncIterator
-
 import numpy as np
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
@@ -25,12 +22,6 @@ from skin_cancer_contract.imaging import (
 )
 
 ACCEPTED_PART_TYPES = ("image/", "application/octet-stream")
-_FILENAME = re.compile(rb'filename="([^"]*)"')
-
-
-class _TooLarge(Exception):
-    def __init__(self, filename: str | None):
-        self.filename = filename
 
 
 async def read_uploads(request: Request, settings: Settings) -> list[tuple[str, bytes]]:
@@ -42,12 +33,9 @@ async def read_uploads(request: Request, settings: Settings) -> list[tuple[str, 
             f"expected a multipart/form-data body with the image(s) in field '{FIELD}', "
             f"got content type '{content_type or 'none'}'",
         )
-    body = limited_body(request, settings.max_upload_bytes)
-    parser = MultiPartParser(request.headers, body, max_files=settings.max_files)
+    parser = MultiPartParser(request.headers, request.stream(), max_files=settings.max_files)
     try:
-        form = await parser.parse()
-    except _TooLarge as error:
-        raise ApiError(413, too_large(error.filename, settings.max_upload_bytes)) from None
+        form = await parser.parse()  # serving.front_door limits the body's size and pace
     except MultiPartException as error:
         if error.message.startswith("Too many files"):
             raise ApiError(413, f"too many files: at most MAX_FILES={settings.max_files} images per request") from None
@@ -102,33 +90,3 @@ def _checked(name: str, read):
         raise ApiError(415, f"file '{name}': {error} (send JPEG or PNG)") from None
     except ImageDecodeError as error:
         raise ApiError(400, f"file '{name}': {error}") from None
-
-
-async def limited_body(request: Request, max_bytes: int) -> AsyncIterator[bytes]:
-    """The request body, stopping once it grows past `max_bytes`, with the file being sent then."""
-    total, filename, tail = 0, None, b""
-    async for chunk in request.stream():
-        total += len(chunk)
-        names = _FILENAME.findall(tail + chunk)
-        if names:
-            filename = names[-1].decode("utf-8", "replace")
-        if total > max_bytes:
-            raise _TooLarge(filename)
-        tail = chunk[-512:]
-        yield chunk
-
-
-async def read_body(request: Request, max_bytes: int) -> bytes:
-    """The whole request body, or a 413 once it grows past `max_bytes` (no file names to look for)."""
-    chunks, total = [], 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total > max_bytes:
-            raise ApiError(413, too_large(None, max_bytes))
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def too_large(filename: str | None, max_bytes: int) -> str:
-    what = f"file '{filename}'" if filename else "request"
-    return f"{what} is too large: the request is over MAX_UPLOAD_MB={max_bytes / 1024 / 1024:g} MB"

@@ -37,7 +37,6 @@ from serving.inference import (
 from serving.model import LoadedModel
 from serving.prediction_log import pixel_facts, prediction_records
 from serving.settings import Settings
-from serving.uploads import read_body
 from skin_cancer_contract.imaging import resize_images
 from skin_cancer_contract.registry import REGISTERED_MODEL_NAME
 
@@ -119,12 +118,12 @@ async def infer(request: Request, name: str, version: str | None = None):
     received = time.perf_counter()
     model = _served(request, name, version)
     settings = settings_of(request)
-    body = await read_body(request, settings.max_upload_bytes)
+    body = await request.body()  # serving.front_door limits its size and pace
     inference_request, outputs, images, facts = await decode_off_loop(
         request, _decode, body, request.headers.get(HEADER_LENGTH), model.image_size, settings
     )
-    probabilities = await classify(request, model, images)
-    records = prediction_records(model, probabilities, received)
+    probabilities = await classify(request, model, images, received)
+    records = prediction_records(model, probabilities, received, settings.prediction_id_key)
     log_predictions(request, records, facts)
     return _answer(inference_request, outputs, model, records)
 
@@ -152,13 +151,13 @@ def _parse(body: bytes, header_length: str | None) -> tuple[dict, bytes]:
     """The JSON inference request and the binary tensor data after it."""
     split = len(body)
     if header_length is not None:
-        if not header_length.isdigit() or int(header_length) > len(body):
+        if not (header_length.isascii() and header_length.isdigit()) or int(header_length) > len(body):
             raise ApiError(400, f"{HEADER_LENGTH}={header_length!r} is not a length within the body")
         split = int(header_length)
     try:
         parsed = json.loads(body[:split])
-    except (ValueError, UnicodeDecodeError):
-        raise ApiError(400, "the inference request is not JSON") from None
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
+        raise ApiError(400, "the inference request is not JSON (or nests too deep)") from None
     if not isinstance(parsed, dict) or not isinstance(parsed.get("inputs"), list):
         raise ApiError(400, "the inference request needs a list 'inputs'")
     return parsed, body[split:]
@@ -176,7 +175,7 @@ def _one_input(inference_request: dict, binary: bytes) -> _Input:
         raise ApiError(400, f"input '{name}' has datatype {INPUT_TYPES[name]}, not {datatype}")
     if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
         raise ApiError(400, f"input '{name}': shape must be a list of non-negative integers, got {shape!r}")
-    size = (tensor.get("parameters") or {}).get("binary_data_size")
+    size = _parameters(tensor, f"input '{name}'").get("binary_data_size")
     if size is not None:
         if size != len(binary):
             raise ApiError(400, f"input '{name}': binary_data_size is {size}, but {len(binary)} bytes follow the JSON")
@@ -188,13 +187,21 @@ def _one_input(inference_request: dict, binary: bytes) -> _Input:
 
 def _requested_outputs(inference_request: dict) -> list[tuple[str, bool]]:
     """(name, as binary data) of each output to answer; all of them when none are named."""
-    binary = bool((inference_request.get("parameters") or {}).get("binary_data_output", False))
+    binary = bool(_parameters(inference_request, "the request").get("binary_data_output", False))
     wanted = inference_request.get("outputs")
     if wanted is None:
         return [(name, binary) for name in OUTPUT_TYPES]
     if not isinstance(wanted, list) or not all(isinstance(w, dict) and w.get("name") in OUTPUT_TYPES for w in wanted):
         raise ApiError(400, f"outputs may only name {sorted(OUTPUT_TYPES)}")
-    return [(w["name"], bool((w.get("parameters") or {}).get("binary_data", binary))) for w in wanted]
+    return [(w["name"], bool(_parameters(w, f"output '{w['name']}'").get("binary_data", binary))) for w in wanted]
+
+
+def _parameters(part: dict, what: str) -> dict:
+    """The `parameters` object of a request, input or output; absent: empty."""
+    parameters = part.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise ApiError(400, f"{what}: 'parameters' must be an object")
+    return parameters
 
 
 def _images(tensor: _Input, size: int, settings: Settings) -> tuple[np.ndarray, ImageFacts]:

@@ -103,7 +103,7 @@ BAD_UPLOADS = {
     "empty body": ({"content": b"", "headers": {"content-type": "image/jpeg"}}, 415, "multipart/form-data"),
     "missing field": ({"files": {"image": ("lesion.jpg", "JPEG", "image/jpeg")}}, 422, "'file'"),
     "text instead of a file": ({"data": {"file": "lesion.jpg"}, "files": {"other": ("x", b"x")}}, 422, "'file'"),
-    "over MAX_UPLOAD_MB": ({"files": {"file": ("huge.png", "NOISE", "image/png")}}, 413, "huge.png"),
+    "over MAX_UPLOAD_MB": ({"files": {"file": ("huge.png", "NOISE", "image/png")}}, 413, "MAX_UPLOAD_MB"),
     "second file bad": (
         {"files": [("file", ("good.jpg", "JPEG", "image/jpeg")), ("file", ("bad.jpg", b"\xff\xd8\xff", "image/jpeg"))]},
         400,

@@ -3,6 +3,8 @@
 import base64
 import hashlib
 import json
+import os
+import signal
 import time
 
 import dagster as dg
@@ -16,6 +18,7 @@ from tests.resources.s3_support import ACCESS_KEY, REGION, SECRET_KEY, S3Server
 from tests.serving.serving_support import DATASET, Serving, metric_delta, metric_samples
 
 FEEDBACK_TOKEN = "feedback-test-token"
+BEARER = {"Authorization": f"Bearer {FEEDBACK_TOKEN}"}
 RECORD_FIELDS = {
     "prediction_id", "time", "model_name", "model_version", "probability_malignant", "label", "threshold",
     "sha256", "width", "height", "channel_mean", "channel_std", "latency_ms",
@@ -218,7 +221,8 @@ def test_storage_stopped_mid_traffic_fails_no_request(tmp_path_factory, smoke_ch
             many = images * 4  # 12 images in one request: more than the queue holds
             for _ in range(3):
                 sent += len(_predict(client, images)) + len(_predict(client, many))
-            assert _feedback(client, "0123abcd", "benign").status_code == 202
+            assert _feedback(client, _predict(client, images[:1])[0]["prediction_id"], "benign").status_code == 202
+            sent += 1
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
                 after = metric_samples(client)
@@ -257,8 +261,9 @@ def _production_predictions(day: str, env: dict, monkeypatch) -> dict:
 
 
 def test_recent_predictions_show_what_this_process_answered(local_serving, images):
-    """GET /monitoring/recent, which the app's Production view plots."""
-    with httpx.Client(base_url=local_serving.url, timeout=60) as client:
+    """GET /monitoring/recent, which the app's Production view plots (with the feedback token, as
+    serving has no SERVING_MONITORING_TOKEN)."""
+    with httpx.Client(base_url=local_serving.url, timeout=60, headers=BEARER) as client:
         before = client.get("/monitoring/recent").json()
         predictions = _predict(client, images)
         after = client.get("/monitoring/recent").json()
@@ -283,7 +288,7 @@ def test_with_the_log_off_serving_answers_and_records_nothing(tmp_path_factory, 
                 "/v2/models/skin-cancer-classifier/infer",
                 json={"inputs": [{"name": "image_pixels", "datatype": "UINT8", "shape": [1, 2, 2, 3], "data": [0] * 12}]},
             )
-            refused = [_feedback(client, predictions[0]["prediction_id"], "benign", FEEDBACK_TOKEN), client.get("/monitoring/recent")]
+            refused = [_feedback(client, predictions[0]["prediction_id"], "benign", FEEDBACK_TOKEN), client.get("/monitoring/recent", headers=BEARER)]
             time.sleep(1)  # five flush intervals: a running log would have written by now
             written = metric_samples(client)
     finally:
@@ -295,3 +300,93 @@ def test_with_the_log_off_serving_answers_and_records_nothing(tmp_path_factory, 
     assert not (server.service.log_path.parent / "state" / "storage").exists()
     counted = {name for (name, _), value in written.items() if name.endswith("_total") and value}
     assert not {"serving_log_records_written_total", "serving_log_records_dropped_total"} & counted
+
+
+def _stored(storage, kind: str) -> list[dict]:
+    return [json.loads(line) for path in sorted(storage.glob(f"{kind}/date=*/*.jsonl")) for line in path.read_text().splitlines()]
+
+
+def test_feedback_for_a_prediction_serving_did_not_issue_is_refused_404(local_serving, images):
+    """Serving signs its prediction ids (SERVING_PREDICTION_ID_KEY, here the feedback token): an id
+    it did not sign is refused, whatever its form."""
+    with httpx.Client(base_url=local_serving.url, timeout=60) as client:
+        issued = _predict(client, images[:1])[0]["prediction_id"]
+        refused = {
+            id_: _feedback(client, id_, "benign")
+            for id_ in ("0123abcd", issued[:32], issued[:32] + "0" * 16, "f" * 32 + issued[32:], issued + "00")
+        }
+        accepted = _feedback(client, issued, "benign")
+    assert {id_: r.status_code for id_, r in refused.items()} == dict.fromkeys(refused, 404)
+    assert all("unknown prediction id" in r.json()["detail"] for r in refused.values())
+    assert accepted.status_code == 202, accepted.text
+
+
+def test_repeated_confirmations_are_all_kept(local_serving, images):
+    storage = local_serving.service.log_path.parent / "state" / "storage"
+    with httpx.Client(base_url=local_serving.url, timeout=60) as client:
+        issued = _predict(client, images[:1])[0]["prediction_id"]
+        answers = [_feedback(client, issued, diagnosis).json()["status"] for diagnosis in ("benign", "malignant", "malignant")]
+    stored = _wait_for(lambda: [r for r in _stored(storage, "feedback") if r["prediction_id"] == issued], 3, "the confirmations")
+    assert answers == ["queued"] * 3
+    assert [r["diagnosis"] for r in stored] == ["benign", "malignant", "malignant"]
+
+
+def test_a_confirmation_the_full_queue_drops_is_answered_dropped(tmp_path_factory, smoke_champion, images):
+    """A queue of one record, never flushed during the test: the prediction fills it, so the
+    confirmation is dropped, and serving says so (and counts it)."""
+    server = _serving(tmp_path_factory, smoke_champion, "log-full", PREDICTION_LOG_CAPACITY="1", PREDICTION_LOG_FLUSH_S="3600")
+    try:
+        with httpx.Client(base_url=server.url, timeout=60) as client:
+            before = metric_samples(client)
+            issued = _predict(client, images[:2])[0]["prediction_id"]
+            server.wait_until(  # the second record found the queue full: it is full now
+                lambda c: metric_delta(before, metric_samples(c), "serving_log_records_dropped_total", kind="predictions", reason="queue_full") == 1,
+                "dropped the second prediction record",
+            )
+            answer = _feedback(client, issued, "malignant")
+            after = metric_samples(client)
+    finally:
+        server.stop()
+    assert answer.status_code == 202 and answer.json() == {"status": "dropped", "prediction_id": issued}
+    assert metric_delta(before, after, "serving_log_records_dropped_total", kind="feedback", reason="queue_full") == 1
+
+
+def test_sigterm_stores_every_waiting_record(tmp_path_factory, smoke_champion, images):
+    """The flush interval is an hour and no batch fills: only the log's stop at shutdown writes them."""
+    server = _serving(tmp_path_factory, smoke_champion, "log-stop", PREDICTION_LOG_FLUSH_S="3600")
+    storage = server.service.log_path.parent / "state" / "storage"
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        ids = [p["prediction_id"] for _ in range(3) for p in _predict(client, images)]
+    assert _stored(storage, "predictions") == []
+    server.stop()  # SIGTERM
+    assert server.service.process.returncode == 0
+    assert sorted(r["prediction_id"] for r in _stored(storage, "predictions")) == sorted(ids)
+
+
+def test_sigterm_drains_several_waiting_batches(tmp_path_factory, smoke_champion, images):
+    """Batches of 2 into a bucket whose server is paused (SIGSTOP): the writer hangs on the first
+    batch while three more wait; serving gets SIGTERM, the bucket resumes, and all are stored."""
+    s3 = S3Server(tmp_path_factory.mktemp("paused-s3"))
+    bucket = s3.new_bucket()
+    server = _serving(tmp_path_factory, smoke_champion, "log-drain", PREDICTION_LOG_FLUSH_S="3600", PREDICTION_LOG_BATCH="2", **_s3_env(s3, bucket))
+    moto = s3.service.process.pid
+    try:
+        os.killpg(moto, signal.SIGSTOP)
+        try:
+            with httpx.Client(base_url=server.url, timeout=60) as client:
+                ids = [p["prediction_id"] for _ in range(4) for p in _predict(client, images[:2])]
+            os.killpg(server.service.process.pid, signal.SIGTERM)
+        finally:
+            os.killpg(moto, signal.SIGCONT)
+        server.service.process.wait(30)
+        listed = s3.client().list_objects_v2(Bucket=bucket, Prefix="monitoring-suite/predictions/").get("Contents", [])
+        stored = [
+            json.loads(line)["prediction_id"]
+            for o in listed
+            for line in s3.client().get_object(Bucket=bucket, Key=o["Key"])["Body"].read().decode().splitlines()
+        ]
+    finally:
+        server.stop()
+        s3.stop()
+    assert sorted(stored) == sorted(ids), server.service.log_tail()
+    assert len(listed) == 4, "one file per batch of 2"

@@ -1,6 +1,8 @@
 """The Open Inference Protocol (V2) routes, driven by a client nobody here wrote: `tritonclient[http]`."""
 
 import io
+import json
+import time
 
 import numpy as np
 import pytest
@@ -122,3 +124,30 @@ def test_errors_are_json_error_objects(client, path, body, status):
         response = client.post(path, json=body)
     assert response.status_code == status, response.text
     assert set(response.json()) == {"error"} and response.json()["error"]
+
+
+INFER = "/v2/models/skin-cancer-classifier/infer"
+PIXELS = {"name": "image_pixels", "datatype": "UINT8", "shape": [1, 2, 2, 3], "data": [0] * 12}
+MALFORMED = {
+    "nested 100,000 deep": (b"[" * 100_000 + b"]" * 100_000, {}),
+    "nested in an input": (b'{"inputs": [{"data": ' + b"[" * 100_000 + b"]" * 100_000 + b"}]}", {}),
+    "not UTF-8": (b'{"inputs": "\xff\xfe"}', {}),
+    "parameters not an object": (json.dumps({"inputs": [PIXELS], "parameters": "binary"}).encode(), {}),
+    "input parameters not an object": (json.dumps({"inputs": [{**PIXELS, "parameters": [1]}]}).encode(), {}),
+    "output parameters not an object": (json.dumps({"inputs": [PIXELS], "outputs": [{"name": "label", "parameters": 3}]}).encode(), {}),
+    "header length an Arabic-Indic digit": (json.dumps({"inputs": [PIXELS]}).encode(), {"Inference-Header-Content-Length": "\u0663".encode()}),
+    "header length a superscript digit": (json.dumps({"inputs": [PIXELS]}).encode(), {"Inference-Header-Content-Length": "\u00b2".encode("latin-1")}),
+    "header length negative": (json.dumps({"inputs": [PIXELS]}).encode(), {"Inference-Header-Content-Length": b"-1"}),
+    "header length past the body": (json.dumps({"inputs": [PIXELS]}).encode(), {"Inference-Header-Content-Length": b"99999"}),
+}
+
+
+@pytest.mark.parametrize(("body", "headers"), MALFORMED.values(), ids=MALFORMED.keys())
+def test_malformed_requests_answer_400_at_once(client, body, headers):
+    started = time.perf_counter()
+    response = client.post(INFER, content=body, headers={"Content-Type": "application/json", **headers})
+    seconds = time.perf_counter() - started
+    assert response.status_code == 400, response.text
+    assert set(response.json()) == {"error"}
+    assert seconds < 1, f"took {seconds:.2f} s"
+    assert client.get("/ready").status_code == 200

@@ -3,7 +3,8 @@ and the Production page: links to the day's monitoring figures in Dagster, plots
 
 Run with `streamlit run streamlit_app/app.py`; serving is found at $SERVING_URL, the Dagster UI that
 the Production page links to at $DAGSTER_UI_URL. With $SERVING_FEEDBACK_TOKEN (serving's), each
-result offers to confirm its diagnosis.
+result offers to confirm its diagnosis; the Production page reads serving's recent predictions with
+$SERVING_MONITORING_TOKEN, else $SERVING_FEEDBACK_TOKEN (as serving does).
 
 Streamlit reruns this script on every interaction, so what does not change between reruns is
 cached: one HTTP client per serving URL, serving's limits, its status and model card for a few
@@ -197,11 +198,14 @@ def confirm_diagnosis(client: ServingClient, prediction_id: str, feedback_token:
     diagnosis = st.radio("Confirmed diagnosis", CLASSES, horizontal=True, key=f"diagnosis-{prediction_id}")
     if st.button("Confirm diagnosis", key=f"confirm-{prediction_id}"):
         try:
-            client.confirm_diagnosis(prediction_id, diagnosis, feedback_token)
+            recorded = client.confirm_diagnosis(prediction_id, diagnosis, feedback_token)
         except ServingError as error:
             st.error(str(error))
-        else:
+            return
+        if recorded:
             st.success(f"Recorded: {diagnosis}")
+        else:
+            st.warning(f"Not recorded: the prediction service is too busy to keep the diagnosis ({diagnosis}) now; confirm it again later.")
 
 
 def show_downloads(rows: list[dict]) -> None:
@@ -267,7 +271,12 @@ def classify_page() -> None:
 @st.cache_data(ttl=STATUS_TTL_S, show_spinner=False)
 def recent_predictions(base_url: str) -> dict:
     """Serving's recent predictions; errors are not cached, so a down server is asked again."""
-    return serving_client(base_url).recent_predictions()
+    return serving_client(base_url).recent_predictions(monitoring_token())
+
+
+def monitoring_token() -> str | None:
+    """Serving's SERVING_MONITORING_TOKEN, or its SERVING_FEEDBACK_TOKEN (what serving falls back to)."""
+    return os.environ.get("SERVING_MONITORING_TOKEN") or os.environ.get("SERVING_FEEDBACK_TOKEN") or None
 
 
 def production_page() -> None:

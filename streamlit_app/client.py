@@ -104,14 +104,14 @@ class ServingClient:
         """The loaded model's name, version, class, metrics, threshold, ... (GET /model)."""
         return self._get("/model")
 
-    def recent_predictions(self) -> dict:
-        """What this serving process answered since it started (GET /monitoring/recent): counts and
-        the last predictions with their probability, label, version and latency."""
-        return self._get("/monitoring/recent")
+    def recent_predictions(self, token: str | None) -> dict:
+        """What this serving process answered since it started (GET /monitoring/recent, bearer `token`):
+        counts and the last predictions with their probability, label, version and latency."""
+        return self._get("/monitoring/recent", headers={"Authorization": f"Bearer {token}"} if token else {})
 
-    def _get(self, path: str) -> dict:
+    def _get(self, path: str, headers: dict | None = None) -> dict:
         """The JSON object serving answers GET `path` with; any refusal is ServingUnavailable, with serving's reason."""
-        response = self._request("GET", path, self._timeout)
+        response = self._request("GET", path, self._timeout, headers=headers)
         self._raise_for_unavailable(response, path)
         if response.status_code >= 400:
             raise ServingUnavailable(f"The prediction service refused GET {path} (HTTP {response.status_code}): {_detail(response)}")
@@ -138,8 +138,9 @@ class ServingClient:
             raise ServingUnavailable("The prediction service answered /predict without `model` and `predictions`.")
         return body
 
-    def confirm_diagnosis(self, prediction_id: str, diagnosis: str, token: str) -> None:
-        """Record a confirmed diagnosis of an earlier prediction (POST /feedback with the bearer token)."""
+    def confirm_diagnosis(self, prediction_id: str, diagnosis: str, token: str) -> bool:
+        """Record a confirmed diagnosis of an earlier prediction (POST /feedback with the bearer token);
+        False when serving took it but dropped it (its prediction log's queue was full)."""
         response = self._request(
             "POST",
             "/feedback",
@@ -150,3 +151,4 @@ class ServingClient:
         self._raise_for_unavailable(response, "/feedback")
         if response.status_code >= 400:
             raise ServingError(f"The prediction service did not record the diagnosis: {_detail(response)}")
+        return self._json(response, "/feedback").get("status") == "queued"

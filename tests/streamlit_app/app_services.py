@@ -6,6 +6,9 @@ import pytest
 from tests.helpers import VENV_BIN, Service, free_port, wait_for_http
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+MONITORING_TOKEN = "app-monitoring-token"
+SERVING_LIMITS = {"MAX_UPLOAD_MB": "3", "MAX_FILES": "4"}
+"""The test serving's upload limits: other than serving's defaults (10 MB, 64 files)."""
 
 
 def start_service(args: list[str], log_path: Path, health_url: str, env: dict, timeout: float) -> Service:
@@ -48,7 +51,7 @@ def start_streamlit(serving: str, log_path: Path) -> tuple[Service, str]:
         ],
         log_path,
         f"{url}/_stcore/health",
-        env={"SERVING_URL": serving},
+        env={"SERVING_URL": serving, "SERVING_MONITORING_TOKEN": MONITORING_TOKEN},
         timeout=60,
     )
     return service, url

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from tests.helpers import free_port
-from tests.streamlit_app.app_services import REPO_ROOT, start_serving, start_streamlit
+from tests.streamlit_app.app_services import MONITORING_TOKEN, REPO_ROOT, SERVING_LIMITS, start_serving, start_streamlit
 
 def first_image(dataset: Path, label: str) -> Path:
     images = sorted((dataset / "test" / label).glob("*.jpg"))
@@ -36,10 +36,16 @@ def artifacts_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def serving_url(smoke_champion, tmp_path_factory):
-    """A real serving process holding the smoke champion, ready to predict."""
+    """A real serving process holding the smoke champion, ready to predict, with upload limits of its own
+    (not serving's defaults), so an app that ignored them would be caught."""
     service, url = start_serving(
         tmp_path_factory.mktemp("serving"),
-        {"MODEL_URI": smoke_champion["model_uri"], "MLFLOW_TRACKING_URI": smoke_champion["tracking_uri"]},
+        {
+            "MODEL_URI": smoke_champion["model_uri"],
+            "MLFLOW_TRACKING_URI": smoke_champion["tracking_uri"],
+            "SERVING_MONITORING_TOKEN": MONITORING_TOKEN,
+            **SERVING_LIMITS,
+        },
         ready=True,
     )
     yield url

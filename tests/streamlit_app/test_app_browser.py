@@ -2,7 +2,7 @@
 
 import httpx
 import pytest
-from tests.streamlit_app.app_services import start_streamlit
+from tests.streamlit_app.app_services import MONITORING_TOKEN, start_streamlit
 from playwright.sync_api import expect
 
 pytestmark = pytest.mark.slow
@@ -59,7 +59,7 @@ def test_production_view_in_the_browser(page, app_url, serving_url, benign_image
     """The Production page: links to the monitoring assets in the Dagster UI, serving's counts and plots."""
     files = [("file", (benign_image.name, benign_image.read_bytes(), "image/jpeg"))] * 3
     assert httpx.post(f"{serving_url}/predict", files=files, timeout=120).status_code == 200
-    answer = httpx.get(f"{serving_url}/monitoring/recent").json()
+    answer = httpx.get(f"{serving_url}/monitoring/recent", headers={"Authorization": f"Bearer {MONITORING_TOKEN}"}).json()
 
     page.goto(f"{app_url}/production")
     main = page.get_by_test_id("stMain")

@@ -6,10 +6,12 @@ import json
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 from tests.serving.serving_support import metric_delta, metric_samples
+from tests.streamlit_app.app_services import SERVING_LIMITS
 
 from streamlit_app.monitoring import asset_links, recent_figures
 from streamlit_app.results import COLUMNS, to_csv, to_json
@@ -129,7 +131,10 @@ def test_serving_without_a_model_is_explained(monkeypatch, unready_serving_url, 
     ]
 
 
-def test_several_files_go_in_one_request_and_reruns_reuse_the_status(monkeypatch, serving_url, benign_image, malignant_image):
+def test_several_files_go_in_as_few_requests_as_serving_takes_and_reruns_reuse_the_status(
+    monkeypatch, serving_url, benign_image, malignant_image
+):
+    """Six files, serving's MAX_FILES 4: two requests."""
     with httpx.Client(base_url=serving_url) as serving:
         before = metric_samples(serving)
         app = run_app(monkeypatch, serving_url)
@@ -141,7 +146,7 @@ def test_several_files_go_in_one_request_and_reruns_reuse_the_status(monkeypatch
         after = metric_samples(serving)
 
     assert len(app.session_state["outcomes"]) == 6 and all("row" in outcome for outcome in app.session_state["outcomes"])
-    assert metric_delta(before, after, "serving_requests_total", handler="/predict", status="200") == 1
+    assert metric_delta(before, after, "serving_requests_total", handler="/predict", status="200") == 2
     assert metric_delta(before, after, "serving_batch_size_sum") == 6
     for route in ("/ready", "/model", "/info"):
         asked = metric_delta(before, after, "serving_requests_total", handler=route, status="200")
@@ -150,8 +155,32 @@ def test_several_files_go_in_one_request_and_reruns_reuse_the_status(monkeypatch
 
 def test_the_uploader_takes_no_larger_file_than_serving(monkeypatch, serving_url):
     app = run_app(monkeypatch, serving_url)
-    limit = httpx.get(f"{serving_url}/info").json()["limits"]["max_upload_mb"]
-    assert app.file_uploader[0].proto.max_upload_size_mb == int(limit)
+    assert app.file_uploader[0].proto.max_upload_size_mb == int(SERVING_LIMITS["MAX_UPLOAD_MB"])
+
+
+def noise_png(seed: int, side: int = 640) -> bytes:
+    """A real PNG of about 1.2 MB (noise does not compress)."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (side, side, 3), dtype=np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("count", "make", "requests"),
+    [(9, lambda index, image: image.read_bytes(), 3), (3, lambda index, image: noise_png(index), 2)],
+    ids=["9 files, MAX_FILES 4", "3 files of 1.2 MB, MAX_UPLOAD_MB 3"],
+)
+def test_uploads_are_split_by_servings_own_limits(monkeypatch, serving_url, benign_image, count, make, requests):
+    """request_chunks with more files, or more bytes, than one request of this serving takes."""
+    with httpx.Client(base_url=serving_url) as serving:
+        before = metric_samples(serving)
+        app = run_app(monkeypatch, serving_url)
+        app.file_uploader[0].set_value([(f"lesion-{i}.png", make(i, benign_image), "image/png") for i in range(count)]).run()
+        predict_button(app).click().run()
+        after = metric_samples(serving)
+    assert [("row" in outcome) for outcome in app.session_state["outcomes"]] == [True] * count
+    assert metric_delta(before, after, "serving_requests_total", handler="/predict", status="200") == requests
+    assert metric_delta(before, after, "serving_requests_total", handler="/predict", status="413") == 0
 
 
 def test_production_figures_of_recent_predictions():

@@ -14,23 +14,36 @@ TOKEN = "app-feedback-token"
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def logging_serving(smoke_champion, tmp_path_factory):
+def _logging_serving(smoke_champion, work: Path, **log_env):
     """Serving with a feedback token; its prediction log lands in its own state folder."""
-    work = tmp_path_factory.mktemp("confirm-serving")
-    service, url = start_serving(
+    return start_serving(
         work,
         {
             "MODEL_URI": smoke_champion["model_uri"],
             "MLFLOW_TRACKING_URI": smoke_champion["tracking_uri"],
             "SKIN_CANCER_STATE": str(work / "state"),
             "SERVING_FEEDBACK_TOKEN": TOKEN,
-            "PREDICTION_LOG_FLUSH_S": "0.2",
             "AWS_BUCKET": "",
+            **log_env,
         },
         ready=True,
     )
+
+
+@pytest.fixture(scope="module")
+def logging_serving(smoke_champion, tmp_path_factory):
+    work = tmp_path_factory.mktemp("confirm-serving")
+    service, url = _logging_serving(smoke_champion, work, PREDICTION_LOG_FLUSH_S="0.2")
     yield url, work / "state" / "storage"
+    service.stop()
+
+
+@pytest.fixture
+def full_log_serving(smoke_champion, tmp_path):
+    """Serving whose prediction log holds one record and is not flushed during the test: the
+    prediction's record fills it, so a confirmation is dropped."""
+    service, url = _logging_serving(smoke_champion, tmp_path, PREDICTION_LOG_CAPACITY="1", PREDICTION_LOG_FLUSH_S="3600")
+    yield url
     service.stop()
 
 
@@ -69,3 +82,12 @@ def test_without_the_token_the_app_says_how_to_turn_it_on(monkeypatch, logging_s
     app = predicted_app(monkeypatch, logging_serving[0], benign_image, None)
     assert any("SERVING_FEEDBACK_TOKEN" in item.value for item in app.caption)
     assert not [button for button in app.button if button.label == "Confirm diagnosis"]
+
+
+def test_a_dropped_confirmation_is_not_called_recorded(monkeypatch, full_log_serving, benign_image):
+    app = predicted_app(monkeypatch, full_log_serving, benign_image, TOKEN)
+    (outcome,) = app.session_state["outcomes"]
+    prediction_id = outcome["row"]["prediction_id"]
+    app.button(key=f"confirm-{prediction_id}").click().run()
+    assert not app.main.success, [item.value for item in app.main.success]
+    assert [item.value for item in app.main.warning if item.value.startswith("Not recorded")], [item.value for item in app.main.warning]

@@ -1,6 +1,6 @@
 """The Kubernetes layer, checked without a cluster: manifests against the Kubernetes schemas,
-the Helm values against the chart's layout, names that must meet, and the per-step Job the
-k8s executor would build for ResNet50 from its op tags."""
+the Helm values against the chart's layout, names that must meet, who may reach MLflow, and the
+per-step Job the k8s executor would build for ResNet50 from its op tags."""
 
 import json
 import re
@@ -122,9 +122,10 @@ def test_serving_probes_and_contract(manifests):
     assert config_map(manifests)["MODEL_URI"] == "models:/skin-cancer-classifier@champion"
 
 
-def test_serving_rolls_out_without_downtime_and_the_deploy_step_may_roll_it(manifests, values):
-    """Two replicas, a new pod ready before an old one stops; the run's service account may read
-    and patch exactly this Deployment (the deploy step's rolling restart)."""
+def test_serving_is_set_to_roll_one_ready_pod_at_a_time_and_the_deploy_step_may_roll_it(manifests, values):
+    """The configuration of a rollout without downtime (only a cluster can show the rollout itself):
+    two replicas, a new pod ready before an old one stops; the run's service account may read and
+    patch exactly this Deployment (the deploy step's rolling restart)."""
     from resources.deploy import KubernetesServingTarget
 
     name = KubernetesServingTarget.model_fields["deployment"].default
@@ -219,3 +220,52 @@ def test_gpu_requests_are_opt_in_and_only_for_models_that_want_one():
     assert wanted == {"resnet50"}
     (container,) = jobs["resnet50"]["spec"]["template"]["spec"]["containers"]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+
+
+def test_serving_logs_where_the_monitoring_assets_read(manifests, values):
+    """Serving's bucket, region, endpoint and keys come from the ConfigMap and Secret that every run gets."""
+    (container,) = named(manifests, "Deployment", "skin-cancer-serving")["spec"]["template"]["spec"]["containers"]
+    env = {variable["name"]: variable["valueFrom"] for variable in container["env"] if "valueFrom" in variable}
+    for variable in ("AWS_BUCKET", "AWS_REGION", "AWS_ENDPOINT_URL"):
+        assert env[variable]["configMapKeyRef"] | {"optional": True} == {"name": "skin-cancer-config", "key": variable, "optional": True}
+    for variable in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        assert env[variable]["secretKeyRef"] == {"name": "skin-cancer-secrets", "key": variable}
+    launcher = values["runLauncher"]["config"]["k8sRunLauncher"]
+    assert {"name": "skin-cancer-config"} in launcher["envConfigMaps"] and {"name": "skin-cancer-secrets"} in launcher["envSecrets"]
+
+
+def _selects(selector: dict, labels: dict) -> bool:
+    """A label selector's verdict on a pod's labels (matchLabels and `In` expressions, all this repository uses)."""
+    expressions = selector.get("matchExpressions", [])
+    assert all(expression["operator"] == "In" for expression in expressions)
+    return selector.get("matchLabels", {}).items() <= labels.items() and all(
+        labels.get(expression["key"]) in expression["values"] for expression in expressions
+    )
+
+
+def _dagster_pod_labels(component: str) -> dict:
+    """The labels dagster-k8s gives a run (run_worker) or step (step_worker) pod."""
+    from dagster_k8s.job import DagsterK8sJobConfig, construct_dagster_k8s_job
+
+    job = construct_dagster_k8s_job(
+        DagsterK8sJobConfig(job_image="skin-cancer-code:latest", dagster_home="/opt/dagster/dagster_home"),
+        ["dagster", "api", "execute_run"], "dagster-run-1", component=component,
+    ).to_dict()
+    return job["spec"]["template"]["metadata"]["labels"]
+
+
+def test_only_the_pipeline_and_serving_reach_mlflow(manifests, values):
+    policy = named(manifests, "NetworkPolicy", "mlflow")
+    mlflow = named(manifests, "Deployment", "mlflow")["spec"]["template"]["metadata"]["labels"]
+    assert _selects(policy["spec"]["podSelector"], mlflow) and policy["spec"]["policyTypes"] == ["Ingress"]
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["ports"] == [{"port": "http"}]
+
+    def admitted(labels: dict) -> bool:
+        return any(_selects(peer["podSelector"], labels) for peer in rule["from"])
+
+    (code_location,) = values["dagster-user-deployments"]["deployments"]
+    pipeline = [{"deployment": code_location["name"]}, _dagster_pod_labels("run_worker"), _dagster_pod_labels("step_worker")]
+    assert all(admitted(labels) for labels in pipeline)
+    pods = {doc["metadata"]["name"]: doc["spec"]["template"]["metadata"]["labels"] for doc in manifests if doc["kind"] == "Deployment"}
+    assert {name for name, labels in pods.items() if admitted(labels)} == {"skin-cancer-serving"}

@@ -4,10 +4,11 @@ Starts an engine when none answers, builds the stand-ins for the public images
 (deploy/docker/local-images.sh) and the four project images from their Dockerfiles, brings up the
 stack of deploy/docker/docker-compose.yaml with a small real subset of the data set, materializes
 the smoke graph through the webserver's GraphQL API (each run a container of DockerRunLauncher,
-each step a container of docker_executor), checks that the sensors redeploy serving through the
-Docker target while 8 clients post images, that the app answers in Chromium, and that
-`docker-compose down` and `up` keep every run, model version and stored asset. Prints the figures
-and removes everything it started, also when a check fails.
+each step a container of docker_executor), checks that serving and the app reach neither the Docker
+API nor MLflow's writes, that the sensors redeploy serving through the Docker target while 8 clients
+post images, that today's `production_predictions` counts every one of those predictions, that the
+app answers in Chromium, and that `docker-compose down` and `up` keep every run, model version and
+stored asset. Prints the figures and removes everything it started, also when a check fails.
 
 Two local adaptations, both because this machine has Debian's Docker 20.10 and Compose 1.29 and
 no image registry: the Dockerfiles are built without their `# syntax=docker/dockerfile:1` line (the
@@ -18,6 +19,7 @@ project name is passed with `-p` instead).
 
 import json
 import os
+from datetime import datetime, timezone
 import secrets
 import shutil
 import signal
@@ -52,6 +54,7 @@ IMAGES = {  # service image -> Dockerfile, as in docker-compose.yaml
     "skin-cancer-dagster": "deploy/docker/Dockerfile.dagster",
     "skin-cancer-serving": "serving/Dockerfile",
     "skin-cancer-streamlit": "streamlit_app/Dockerfile",
+    "skin-cancer-mlflow": "deploy/docker/Dockerfile.mlflow",
 }
 LONG_RUNNING = ["postgres", "minio", "docker-proxy", "mlflow", "code-location", "webserver", "daemon", "serving", "streamlit"]
 IMAGES_PER_CLASS = 24
@@ -59,6 +62,9 @@ IMAGES_PER_CLASS = 24
 DAGSTER_URL, MLFLOW_URL, SERVING_URL, APP_URL = (
     "http://127.0.0.1:3000", "http://127.0.0.1:5000", "http://127.0.0.1:8000", "http://127.0.0.1:8501",
 )
+LOG_FLUSHED_S = 15
+"""Serving writes its prediction log every 5 s (PREDICTION_LOG_FLUSH_S): three rounds have passed after this."""
+MLFLOW_ADMIN = "admin"
 FIGURES: dict[str, str] = {}
 
 
@@ -140,9 +146,12 @@ class Stack:
 
     def __init__(self, work: Path, seed: Path):
         self.env_file = work / "compose.env"
+        self.mlflow_admin_password = secrets.token_hex(12)
         self.env_file.write_text(
             f"POSTGRES_PASSWORD={secrets.token_hex(12)}\nAWS_ACCESS_KEY_ID=skin-cancer\n"
             f"AWS_SECRET_ACCESS_KEY={secrets.token_hex(12)}\nSERVING_ADMIN_TOKEN={secrets.token_hex(24)}\n"
+            f"MLFLOW_ADMIN_USERNAME={MLFLOW_ADMIN}\nMLFLOW_ADMIN_PASSWORD={self.mlflow_admin_password}\n"
+            f"MLFLOW_READER_PASSWORD={secrets.token_hex(12)}\nMLFLOW_SECRET_KEY={secrets.token_hex(24)}\n"
             f"SKIN_CANCER_PROFILE=smoke\nMLFLOW_EXPERIMENT_NAME=compose_test\nSKIN_CANCER_SEED_DATA={seed}\n"
         )
         self.env_file.chmod(0o600)
@@ -229,6 +238,15 @@ def materialized_assets() -> dict[str, str]:
     return {"/".join(n["key"]["path"]): n["assetMaterializations"][0]["runId"] for n in nodes if n["assetMaterializations"]}
 
 
+def run_finished(client: DagsterGraphQLClient, run_id: str) -> str | None:
+    """The run's final status, or None while it is not finished."""
+    try:
+        status = client.get_run_status(run_id).value
+    except DagsterGraphQLClientError:
+        return None
+    return status if status in ("SUCCESS", "FAILURE", "CANCELED") else None
+
+
 def materialize_smoke_graph(stack: Stack) -> str:
     """The job train_and_elect, launched through the webserver as the UI does; returns the run id."""
     client = DagsterGraphQLClient("127.0.0.1", port_number=3000)
@@ -236,14 +254,7 @@ def materialize_smoke_graph(stack: Stack) -> str:
     run_id = client.submit_job_execution("train_and_elect", repository_location_name="skin_cancer")
     say(f"launched train_and_elect: run {run_id}")
 
-    def finished():
-        try:
-            status = client.get_run_status(run_id).value
-        except DagsterGraphQLClientError:
-            return None
-        return status if status in ("SUCCESS", "FAILURE", "CANCELED") else None
-
-    status = wait_for(finished, f"run {run_id} finished", 1800, stack.diagnostics)
+    status = wait_for(lambda: run_finished(client, run_id), f"run {run_id} finished", 1800, stack.diagnostics)
     FIGURES["smoke graph in containers"] = f"{time.monotonic() - started:.0f} s (launch to RUN_SUCCESS)"
     if status != "SUCCESS":
         raise AssertionError(f"run {run_id} ended {status}\n{stack.diagnostics()}")
@@ -265,9 +276,10 @@ def champion_version(client: mlflow.MlflowClient) -> str:
     return str(client.get_model_version_by_alias(REGISTERED_MODEL_NAME, CHAMPION_ALIAS).version)
 
 
-def redeploy_under_load(stack: Stack, client: mlflow.MlflowClient) -> None:
+def redeploy_under_load(stack: Stack, client: mlflow.MlflowClient) -> int:
     """Move the alias to a copy of the champion while 8 clients post images; the convergence sensor
-    deploys it to every serving container found by the Docker target, and no request may fail."""
+    deploys it to every serving container found by the Docker target, and no request may fail.
+    Returns how many predictions the clients got."""
     champion = champion_version(client)
     wait_for(lambda: served_version() == champion, f"serving reports the elected champion {champion}", 600, stack.diagnostics)
     deploys = runs(DEPLOY_JOB)
@@ -289,6 +301,68 @@ def redeploy_under_load(stack: Stack, client: mlflow.MlflowClient) -> None:
     FIGURES["redeploy"] = (f"{since - moved:.0f} s from the alias move to every answer from the new version; "
                            f"{len(clients.all_answers)} requests by 8 clients, 0 failed")
     say(f"redeployed by {new_deploys[0]['runId']}: {FIGURES['redeploy']}")
+    return len(clients.all_answers)
+
+
+REACH = """import socket
+try:
+    socket.create_connection(({host!r}, {port}), timeout=5).close()
+    print("reached")
+except OSError as error:
+    print(f"not reached: {{error}}")"""
+
+MOVE_ALIAS = """import mlflow
+try:
+    mlflow.MlflowClient().set_registered_model_alias({model!r}, {alias!r}, {version!r})
+    print("moved")
+except mlflow.exceptions.MlflowException as error:
+    print(f"refused: {{error}}")"""
+
+
+def reaches(stack: Stack, service: str, host: str, port: int) -> bool:
+    return stack.exec_python(service, REACH.format(host=host, port=port)).strip() == "reached"
+
+
+def least_privilege(stack: Stack, client: mlflow.MlflowClient) -> None:
+    """What serving (which parses untrusted uploads) and the app may reach, tried from inside them:
+    not the Docker API, Postgres or the webserver, and MLflow only as a reader; the code location
+    reaches the Docker API, so a refusal is the network's, not a stopped proxy's."""
+    if not reaches(stack, "code-location", "docker-proxy", 2375):
+        raise AssertionError("the code location cannot reach docker-proxy: the check below would prove nothing")
+    for service, host, port in [("serving", "docker-proxy", 2375), ("serving", "postgres", 5432), ("serving", "webserver", 3000),
+                                ("streamlit", "docker-proxy", 2375), ("streamlit", "mlflow", 5000)]:
+        if reaches(stack, service, host, port):
+            raise AssertionError(f"{service} reaches {host}:{port}")
+    answer = stack.exec_python("serving", MOVE_ALIAS.format(model=REGISTERED_MODEL_NAME, alias=CHAMPION_ALIAS,
+                                                            version=champion_version(client))).strip()
+    if not answer.startswith("refused: ") or "403" not in answer:  # MLflow's answer to a user without the permission
+        raise AssertionError(f"serving's MLflow user tried to move {CHAMPION_ALIAS}: {answer}")
+    say("serving and the app reach neither docker-proxy, Postgres nor the webserver; serving's MLflow user cannot move the alias")
+
+
+GRAPHQL_PARTITION_METADATA = """query Metadata($asset: [String!]!, $partition: String!) {
+  assetOrError(assetKey: {path: $asset}) { ... on Asset { assetMaterializations(partitions: [$partition], limit: 1) {
+  runId metadataEntries { label ... on IntMetadataEntry { intValue } } } } } }"""
+
+
+def monitoring_counts_the_load(stack: Stack, predictions: int) -> None:
+    """Today's partition of the monitoring job, launched as the UI does, must count every prediction
+    the clients got, read from the log serving wrote to the bucket, with nothing dropped or unreadable."""
+    time.sleep(LOG_FLUSHED_S)
+    day = datetime.now(timezone.utc).date().isoformat()
+    client = DagsterGraphQLClient("127.0.0.1", port_number=3000)
+    run_id = client.submit_job_execution("monitor_production", repository_location_name="skin_cancer", tags={"dagster/partition": day})
+    status = wait_for(lambda: run_finished(client, run_id), f"monitoring run {run_id} finished", 900, stack.diagnostics)
+    if status != "SUCCESS":
+        raise AssertionError(f"monitoring run {run_id} ended {status}\n{stack.diagnostics()}")
+    (materialization,) = graphql(GRAPHQL_PARTITION_METADATA, {"asset": ["production_predictions"], "partition": day})[
+        "assetOrError"]["assetMaterializations"]
+    figures = {entry["label"]: entry.get("intValue") for entry in materialization["metadataEntries"]}
+    counted = (figures["count"], figures["dropped_records"], figures["malformed_lines"])
+    if counted != (predictions, 0, 0):
+        raise AssertionError(f"production_predictions {day} counted {counted} (count, dropped, malformed); the clients got {predictions}")
+    FIGURES["monitoring"] = f"production_predictions {day} counted all {predictions} predictions of the load (0 dropped, 0 malformed)"
+    say(FIGURES["monitoring"])
 
 
 def app_answers_in_chromium(image: Path, version: str) -> None:
@@ -334,10 +408,13 @@ def main() -> int:
         say(f"stack up: {FIGURES['stack start']}")
 
         run_id = materialize_smoke_graph(stack)
+        os.environ |= {"MLFLOW_TRACKING_USERNAME": MLFLOW_ADMIN, "MLFLOW_TRACKING_PASSWORD": stack.mlflow_admin_password}
         client = mlflow.MlflowClient(MLFLOW_URL)
-        redeploy_under_load(stack, client)
+        least_privilege(stack, client)
+        monitoring_counts_the_load(stack, redeploy_under_load(stack, client))
         app_answers_in_chromium(sorted((DATASET / "test" / "benign").glob("*.jpg"))[0], champion_version(client))
 
+        time.sleep(LOG_FLUSHED_S)  # the app's prediction is in the bucket before its objects are listed
         before = persisted_state(stack, client)
         stack.down()
         FIGURES["restart"] = f"{stack.up():.0f} s (up -d after down, volumes kept)"

@@ -121,17 +121,21 @@ class ModelHolder:
         try:
             self._remembered.parent.mkdir(parents=True, exist_ok=True)
             partial = self._remembered.with_suffix(".partial")
-            partial.write_text(json.dumps({"source_uri": model.source_uri, "version": model.version, "loaded_at": model.loaded_at.isoformat()}))
+            remembered = {"model_uri": self.model_uri, "source_uri": model.source_uri, "version": model.version}
+            partial.write_text(json.dumps(remembered))
             os.replace(partial, self._remembered)
         except OSError:
             log.exception("could not remember the loaded model in %s", self._remembered)
 
     def _fall_back(self, error: str) -> None:
-        """Serve the last version loaded before, when there is one and it still loads."""
+        """Serve the last version loaded for the same `model_uri`, when there is one and it still loads."""
         try:
-            source_uri = json.loads(self._remembered.read_text())["source_uri"]
+            remembered = json.loads(self._remembered.read_text())
+            source_uri = remembered["source_uri"] if remembered["model_uri"] == self.model_uri else None
         except (AttributeError, OSError, ValueError, KeyError, TypeError):
-            return  # never loaded one (or no file to remember it in): stay unready
+            source_uri = None
+        if source_uri is None:
+            return  # never loaded one for this URI (or no file to remember it in): stay unready
         try:
             model = self._loader(source_uri)
         except Exception:

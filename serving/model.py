@@ -60,7 +60,8 @@ def load_model(model_uri: str) -> LoadedModel:
         source_uri = f"models:/{name}/{version}"
     else:
         name, version, tags, run_id = _describe_folder(model_uri)
-        source_uri = model_uri
+        local = Path(model_uri)
+        source_uri = str(local.resolve()) if local.exists() else model_uri  # a link's target: what was loaded
     network = mlflow.keras.load_model(source_uri)
     image_size = _check_and_warm_up(network)
     return LoadedModel(

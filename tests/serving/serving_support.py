@@ -36,7 +36,7 @@ class Serving:
         self.service = Service(
             [*command, "--port", str(port)],
             log_path=work / "serving.log",
-            env=env,
+            env={"SKIN_CANCER_STATE": str(work / "state"), **env},  # its own state: the last model it loaded
             cwd=REPO_ROOT,
         )
         try:

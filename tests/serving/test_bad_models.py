@@ -41,10 +41,10 @@ def test_a_nan_at_run_time_answers_503_not_a_label(tmp_path, models, lesion):
     assert v2.status_code == 503 and "not probabilities" in v2.json()["error"], v2.text
     assert fine.status_code == 200, fine.text
     remembered = json.loads((tmp_path / "state" / "serving" / "last_model.json").read_text())
-    assert remembered["source_uri"] == str(models["good"])
+    assert remembered["source_uri"] == str(models["good"].resolve())
 
 
-def test_a_model_that_fails_its_warm_up_leaves_a_new_replica_unready(tmp_path, models):
+def test_a_model_that_fails_its_warm_up_leaves_a_replica_that_never_loaded_one_unready(tmp_path, models):
     server = _serving(tmp_path, models["always NaN"], tmp_path / "state")
     try:
         reason = server.wait_until(lambda c: "could not load" in (r := c.get("/ready").json().get("reason", "")) and r, "said why")
@@ -57,12 +57,16 @@ def test_a_model_that_fails_its_warm_up_leaves_a_new_replica_unready(tmp_path, m
 
 
 def test_a_replica_that_cannot_load_model_uri_serves_the_last_version_it_loaded(tmp_path, models, lesion):
-    state = tmp_path / "state"
-    first = _serving(tmp_path / "first", models["good"], state)
+    """MODEL_URI is a link, as an alias is: it names the good model, then one that fails its warm-up."""
+    state, champion = tmp_path / "state", tmp_path / "champion"
+    champion.symlink_to(models["good"], target_is_directory=True)
+    first = _serving(tmp_path / "first", champion, state)
     first.wait_until(lambda c: c.get("/ready").status_code == 200, "became ready")
     first.stop()
+    champion.unlink()
+    champion.symlink_to(models["always NaN"], target_is_directory=True)
 
-    server = _serving(tmp_path / "second", models["always NaN"], state)
+    server = _serving(tmp_path / "second", champion, state)
     try:
         ready = server.wait_until(lambda c: (r := c.get("/ready")).status_code == 200 and r.json(), "served the remembered model")
         with httpx.Client(base_url=server.url, timeout=30) as client:
@@ -70,7 +74,7 @@ def test_a_replica_that_cannot_load_model_uri_serves_the_last_version_it_loaded(
             predicted = client.post("/predict", files={"file": ("lesion.png", encode(lesion, "PNG"), "image/png")})
     finally:
         server.stop()
-    assert str(models["always NaN"]) in ready["fallback"] and "not finite probabilities" in ready["fallback"], ready
+    assert str(champion) in ready["fallback"] and "not finite probabilities" in ready["fallback"], ready
     assert model["fallback"] == ready["fallback"]
-    assert model["source_uri"] == str(models["good"]) and model["reload"]["error"]
+    assert model["source_uri"] == str(models["good"].resolve()) and model["reload"]["error"]
     assert predicted.status_code == 200, predicted.text

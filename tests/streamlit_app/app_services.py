@@ -29,7 +29,7 @@ def start_serving(tmp_dir: Path, env: dict, ready: bool) -> tuple[Service, str]:
         [str(VENV_BIN / "uvicorn"), "serving.app:app", "--host", "127.0.0.1", "--port", str(port)],
         tmp_dir / f"serving-{port}.log",
         f"{url}/ready" if ready else f"{url}/health",
-        env={"SERVING_ADMIN_TOKEN": "test-token", **env},
+        env={"SERVING_ADMIN_TOKEN": "test-token", "SKIN_CANCER_STATE": str(tmp_dir / f"state-{port}"), **env},
         timeout=240,
     )
     return service, url

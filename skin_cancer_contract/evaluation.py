@@ -75,3 +75,38 @@ def split_digest(images: np.ndarray, labels: np.ndarray) -> str:
     digest.update(str(images.shape).encode())
     digest.update(np.ascontiguousarray(images))  # the array's own buffer: no copy
     return digest.hexdigest()[:16]
+
+
+def _midranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks of `values`, ties sharing the mean of their ranks."""
+    order = np.argsort(values, kind="mergesort")
+    ordered = values[order]
+    ranks = np.empty(len(values), dtype=np.float64)
+    start = 0
+    while start < len(values):
+        end = start
+        while end + 1 < len(values) and ordered[end + 1] == ordered[start]:
+            end += 1
+        ranks[order[start : end + 1]] = (start + end) / 2 + 1
+        start = end + 1
+    return ranks
+
+
+def paired_roc_auc_difference(labels: np.ndarray, first: np.ndarray, second: np.ndarray) -> tuple[float, float]:
+    """ROC-AUC of `first` minus that of `second`, both scored on the same images, and the
+    standard error of that difference by DeLong's method (DeLong, DeLong and Clarke-Pearson 1988,
+    in Sun and Xu's fast form). Pairing removes what the two models share: the images."""
+    positive, negative = labels == 1, labels == 0
+    m, n = int(positive.sum()), int(negative.sum())
+    if m < 2 or n < 2:
+        raise ValueError(f"a paired ROC-AUC comparison needs two images of each class, got {m} malignant and {n} benign")
+    aucs, positive_parts, negative_parts = [], [], []
+    for scores in (first, second):
+        pos, neg = scores[positive].astype(np.float64), scores[negative].astype(np.float64)
+        combined = _midranks(np.concatenate([pos, neg]))
+        aucs.append((combined[:m].sum() - m * (m + 1) / 2) / (m * n))
+        positive_parts.append((combined[:m] - _midranks(pos)) / n)  # share of benign ranked below each malignant
+        negative_parts.append(1.0 - (combined[m:] - _midranks(neg)) / m)  # share of malignant ranked above each benign
+    covariance = np.cov(positive_parts) / m + np.cov(negative_parts) / n
+    variance = covariance[0, 0] + covariance[1, 1] - 2 * covariance[0, 1]
+    return float(aucs[0] - aucs[1]), float(math.sqrt(max(variance, 0.0)))

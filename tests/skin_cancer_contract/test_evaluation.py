@@ -82,3 +82,32 @@ def test_split_digest_sees_every_image_of_a_large_split():
         changed = images.copy()
         changed[row] = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
         assert split_digest(changed, labels) != digest
+
+
+def test_the_paired_roc_auc_difference_is_sklearns_and_its_error_matches_a_paired_bootstrap():
+    from sklearn.metrics import roc_auc_score
+
+    from skin_cancer_contract.evaluation import paired_roc_auc_difference
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 400)
+    shared = rng.normal(0, 1, 400)  # what both models see in an image: pairing cancels it
+    first, second = labels + shared + rng.normal(0, 0.5, 400), labels + shared + rng.normal(0, 0.8, 400)
+    difference, error = paired_roc_auc_difference(labels, first, second)
+    assert difference == pytest.approx(roc_auc_score(labels, first) - roc_auc_score(labels, second), abs=1e-12)
+    resampled = []
+    for _ in range(1000):
+        rows = rng.integers(0, 400, 400)
+        resampled.append(roc_auc_score(labels[rows], first[rows]) - roc_auc_score(labels[rows], second[rows]))
+    assert error == pytest.approx(np.std(resampled), rel=0.15)
+    unpaired = np.sqrt(np.var([roc_auc_score(labels[r], first[r]) for r in (rng.integers(0, 400, 400) for _ in range(300))]) * 2)
+    assert error < unpaired  # the shared part cancels
+
+
+def test_identical_scores_differ_by_nothing_and_too_few_images_are_refused():
+    from skin_cancer_contract.evaluation import paired_roc_auc_difference
+
+    labels, scores = np.array([0, 1] * 10), np.linspace(0, 1, 20)
+    assert paired_roc_auc_difference(labels, scores, scores) == (0.0, 0.0)
+    with pytest.raises(ValueError, match="two images of each class, got 1 malignant and 3 benign"):
+        paired_roc_auc_difference(np.array([0, 0, 0, 1]), np.ones(4), np.ones(4))

@@ -13,6 +13,25 @@ from skin_cancer_contract.data import LABELS, SPLITS
 NO_TRAIN_TEST_LEAK = dg.AssetCheckSpec(
     "no_train_test_leak", asset="raw_images", blocking=True, description="No image (by sha256) is in both train and test."
 )
+DATA_GATES = [
+    dg.AssetCheckSpec(
+        "enough_images_per_class", asset="raw_images", blocking=True,
+        description="Every split and class has at least DataGatesConfig.min_images_per_class accepted images.",
+    ),
+    dg.AssetCheckSpec(
+        "few_rejected_files", asset="raw_images", blocking=True,
+        description="At most DataGatesConfig.max_rejected_share of the listed files are unreadable.",
+    ),
+    dg.AssetCheckSpec(
+        "no_sudden_shrinkage", asset="raw_images", blocking=True,
+        description="The data lost at most DataGatesConfig.max_shrinkage of its images since the last materialization.",
+    ),
+]
+NO_NEAR_DUPLICATES = dg.AssetCheckSpec(
+    "no_near_duplicates_across_splits", asset="validation_split",
+    description="No perceptual near-duplicate pairs across fitted, validation and test images "
+    "(a warning: a duplicate across splits flatters the scores measured on the later split).",
+)
 ARRAY_SHAPES = [
     dg.AssetCheckSpec(
         "arrays_shape", asset=f"{split}_images", blocking=True,
@@ -41,6 +60,47 @@ def no_train_test_leak(manifest: dict) -> dg.AssetCheckResult:
         metadata={
             "images_in_both": len(shared),
             "examples": dg.MetadataValue.json([[by_split["train"][h], by_split["test"][h]] for h in shared[:20]]),
+        },
+    )
+
+
+def data_gates(manifest: dict, listed: int, previous_images: int | None, config) -> list[dg.AssetCheckResult]:
+    """The blocking gates new data must pass before anything trains on it (`DataGatesConfig`)."""
+    images_in = [(entry["split"], entry["label"]) for entry in manifest["images"]]
+    counts = {f"{split}/{label}": images_in.count((split, label)) for split in SPLITS for label in LABELS}
+    too_few = {group: count for group, count in counts.items() if count < config.min_images_per_class}
+    rejected_share = len(manifest["rejected"]) / max(1, listed)
+    images = len(manifest["images"])
+    shrinkage = 0.0 if not previous_images else max(0.0, 1 - images / previous_images)
+    return [
+        dg.AssetCheckResult(
+            asset_key="raw_images", check_name="enough_images_per_class", passed=not too_few,
+            metadata={"minimum": config.min_images_per_class, "counts": dg.MetadataValue.json(counts),
+                      "too_few": dg.MetadataValue.json(too_few)},
+        ),
+        dg.AssetCheckResult(
+            asset_key="raw_images", check_name="few_rejected_files", passed=rejected_share <= config.max_rejected_share,
+            metadata={"rejected_share": rejected_share, "maximum": config.max_rejected_share,
+                      "rejected": len(manifest["rejected"]), "listed": listed},
+        ),
+        dg.AssetCheckResult(
+            asset_key="raw_images", check_name="no_sudden_shrinkage", passed=shrinkage <= config.max_shrinkage,
+            metadata={"images": images, "previous_images": previous_images if previous_images else "none",
+                      "shrinkage": shrinkage, "maximum": config.max_shrinkage},
+        ),
+    ]
+
+
+def no_near_duplicates(pairs_by_splits: dict[str, list[tuple[str, str, int]]], max_bits: int) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        asset_key="validation_split",
+        check_name=NO_NEAR_DUPLICATES.name,
+        passed=not any(pairs_by_splits.values()),
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "max_hash_distance_bits": max_bits,
+            **{f"pairs_{splits.replace('-', '_')}": len(pairs) for splits, pairs in pairs_by_splits.items()},
+            "examples": dg.MetadataValue.json({splits: pairs[:10] for splits, pairs in pairs_by_splits.items()}),
         },
     )
 

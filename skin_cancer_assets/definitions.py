@@ -3,7 +3,7 @@
 import dagster as dg
 
 from skin_cancer_assets.assets.champion import champion_asset
-from skin_cancer_assets.assets.data import preprocessed_arrays, raw_images
+from skin_cancer_assets.assets.data import preprocessed_arrays, raw_images_asset, validation_split_asset
 from skin_cancer_assets.assets.deployment import serving_deployment
 from skin_cancer_assets.assets.models import model_assets
 from skin_cancer_assets.assets.monitoring import (
@@ -15,26 +15,34 @@ from skin_cancer_assets.assets.monitoring import (
 )
 from skin_cancer_assets.environment import (
     RETRAIN_INTERVAL_SECONDS,
+    RETRAIN_QUIET_TICKS,
     build_resources,
     executor_from_env,
     gpu_step_tags,
     profile_from_env,
     retrain_interval,
+    retrain_quiet_ticks,
 )
 from skin_cancer_assets.jobs import deploy_champion, train_and_elect
 from skin_cancer_assets.profiles import Profile
 from skin_cancer_assets.sensors import redeploy_on_new_champion, retrain_sensor, serving_follows_the_alias
 
 
-def build_defs(profile: Profile, gpu_tags: dict | None = None, retrain_every: int | None = RETRAIN_INTERVAL_SECONDS) -> dg.Definitions:
+def build_defs(
+    profile: Profile,
+    gpu_tags: dict | None = None,
+    retrain_every: int | None = RETRAIN_INTERVAL_SECONDS,
+    retrain_quiet: int = RETRAIN_QUIET_TICKS,
+) -> dg.Definitions:
     """The whole graph for `profile`: it reaches the assets as the `profile` resource and sets the
-    launchpad defaults of the model assets and of the election. `gpu_tags` go on the steps of models
-    that want a GPU; the retrain sensor lists the data source every `retrain_every` seconds (None:
-    it starts stopped)."""
+    launchpad defaults of the data gates, the model assets and the election. `gpu_tags` go on the
+    steps of models that want a GPU; the retrain sensor lists the data source every `retrain_every`
+    seconds (None: it starts stopped) and retrains once a change was seen `retrain_quiet` times in a row."""
     return dg.Definitions(
         assets=[
-            raw_images,
+            raw_images_asset(profile),
             preprocessed_arrays,
+            validation_split_asset(profile),
             *model_assets(profile, gpu_tags or {}),
             champion_asset(profile),
             serving_deployment,
@@ -44,10 +52,10 @@ def build_defs(profile: Profile, gpu_tags: dict | None = None, retrain_every: in
         ],
         jobs=[train_and_elect, deploy_champion, monitor_production],
         schedules=[monitor_yesterday],
-        sensors=[retrain_sensor(retrain_every), redeploy_on_new_champion, serving_follows_the_alias],
+        sensors=[retrain_sensor(retrain_every, retrain_quiet), redeploy_on_new_champion, serving_follows_the_alias],
         resources=build_resources(profile),
         executor=executor_from_env(),
     )
 
 
-defs = build_defs(profile_from_env(), gpu_step_tags(), retrain_interval())
+defs = build_defs(profile_from_env(), gpu_step_tags(), retrain_interval(), retrain_quiet_ticks())

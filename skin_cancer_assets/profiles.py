@@ -22,6 +22,12 @@ class Profile(dg.ConfigurableResource):
     """Training settings that replace every model's defaults in this profile."""
     min_champion_roc_auc: float = 0.80
     """Default of `ChampionConfig.min_roc_auc`: the validation ROC-AUC a champion must reach."""
+    min_images_per_class: int = 100
+    """Default of `DataGatesConfig.min_images_per_class`: fewer images in a split and class stop a retrain."""
+    validation_fraction: float = 0.2
+    """Default of `SplitConfig.validation_fraction`: the expected share of `train` held out."""
+    min_comparison_images: int = 100
+    """Default of `ChampionConfig.min_comparison_images`: images per class a promotion over a champion needs."""
 
 
 PROFILES = {
@@ -39,6 +45,9 @@ PROFILES = {
             "run_eagerly": True,
         },
         min_champion_roc_auc=0.0,  # one epoch on 38 images may rank no better than chance; tests raise it in config
+        min_images_per_class=4,  # the suites copy a few real images per class
+        validation_fraction=0.5,  # about 12 of each class's 24 training images: enough for a paired comparison's shape
+        min_comparison_images=3,  # a smoke run exercises the rule; 100 per class applies to real data
     ),
 }
 

@@ -51,14 +51,20 @@ class TrainedModel:
 
 
 def train(
-    spec: ModelSpec, config: TrainingConfig, images: np.ndarray, labels: np.ndarray, log_epoch: EpochLogger
+    spec: ModelSpec,
+    config: TrainingConfig,
+    images: np.ndarray,
+    labels: np.ndarray,
+    rows: tuple[np.ndarray, np.ndarray],
+    log_epoch: EpochLogger,
 ) -> TrainedModel:
-    """Train on `images` less a stratified, seeded validation split, which every model class shares:
-    it early-stops the single models and sets every threshold on the served model's own outputs."""
+    """Train on the fitted rows of `rows` (fitted, held out); the held-out rows, the validation split
+    every model class shares, early-stop the single models and set every threshold on the served
+    model's own outputs."""
     import keras
 
     keras.utils.set_random_seed(config.seed)
-    train_idx, val_idx = validation_split(labels, config)
+    train_idx, val_idx = rows
     if spec.cross_validated:
         model, history, fold_metrics = _train_cross_validated(spec, config, images, labels, train_idx, log_epoch)
     else:
@@ -67,12 +73,13 @@ def train(
     return _with_threshold(model, history, fold_metrics, config, images[val_idx], labels[val_idx])
 
 
-def combine(spec: ModelSpec, config: EnsembleConfig, members: list[keras.Model], images: np.ndarray, labels: np.ndarray) -> TrainedModel:
-    """`ensemble_model` of the trained `members`, its threshold set on the validation split of
-    `images` like any trained model's. Nothing is fitted."""
+def combine(
+    spec: ModelSpec, config: EnsembleConfig, members: list[keras.Model], images: np.ndarray, labels: np.ndarray
+) -> TrainedModel:
+    """`ensemble_model` of the trained `members`, its threshold set on the validation images and
+    labels like any trained model's. Nothing is fitted."""
     model = ensemble_model(spec, members, images.shape[1:])
-    _, val_idx = validation_split(labels, config)
-    return _with_threshold(model, {}, [], config, images[val_idx], labels[val_idx])
+    return _with_threshold(model, {}, [], config, images, labels)
 
 
 def ensemble_model(spec: ModelSpec, members: list[keras.Model], input_shape: tuple[int, ...]) -> keras.Model:
@@ -107,19 +114,6 @@ def _with_threshold(model, history, fold_metrics, config: TrainingConfig | Ensem
     without_margin = evaluate(val_labels, val_probs, threshold_for_recall(val_labels, val_probs, config.target_recall))
     margin_cost = without_margin["specificity"] - metrics["specificity"]
     return TrainedModel(model, history, threshold, metrics, fold_metrics, margin_cost, val_probs)
-
-
-def validation_split(labels: np.ndarray, config: TrainingConfig | EnsembleConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Row indices (fitted on, held out) of the stratified validation split that `config`'s
-    `validation_split` and `split_seed` draw (never its `seed`, which differs between retrainings).
-
-    The one definition: training holds these rows out, the model assets log which images were
-    fitted on, and the election scores every model on the held-out rows.
-    """
-    from sklearn.model_selection import train_test_split  # here: every run process imports this module, deploys too
-
-    rows = np.arange(len(labels))
-    return train_test_split(rows, test_size=config.validation_split, stratify=labels, random_state=config.split_seed)
 
 
 def _train_cross_validated(spec, config, images, labels, train_idx, log_epoch):

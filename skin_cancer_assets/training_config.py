@@ -4,6 +4,7 @@ The field names and defaults are the seed pipeline's `model_params`; each model 
 and each profile may replace some defaults (see `config_class_for`).
 """
 
+from copy import copy
 from typing import TypeVar
 
 import dagster as dg
@@ -24,14 +25,6 @@ class TrainingConfig(dg.Config):
     activation: str = "relu"
     kernel_initializer_glob: str = "glorot_uniform"
     kernel_initializer_norm: str = "normal"
-    validation_split: float = Field(
-        default=0.2,
-        description="Stratified share of `train` held out (the same for every model class): "
-        "early stopping and the decision threshold.",
-    )
-    split_seed: int = Field(
-        default=42, description="Draws the validation split; every model class of an election must share it."
-    )
     pooling: str = Field(default="avg", description="Global pooling of the ResNet50 backbone.")
     image_size: int = Field(
         default=224, description="Side the model resizes its input to before the network (inside the model)."
@@ -69,7 +62,9 @@ class TrainingConfig(dg.Config):
         default=False, description="Skip graph tracing: faster only for a handful of batches (smoke runs)."
     )
     seed: int = Field(
-        default=42, description="Initial weights, dropout, shuffling and folds; not the validation split (`split_seed`)."
+        default=42,
+        description="Initial weights, dropout, shuffling, folds and augmentation; the validation split is the "
+        "`validation_split` asset's (SplitConfig).",
     )
 
 
@@ -79,11 +74,15 @@ def with_defaults(base: type[ConfigT], class_name: str, defaults: dict) -> type[
     unknown = set(defaults) - set(base.model_fields)
     if unknown:
         raise ValueError(f"unknown settings for {class_name}: {sorted(unknown)}")
-    fields = {
-        name: (base.model_fields[name].annotation, FieldInfo.merge_field_infos(base.model_fields[name], default=value))
-        for name, value in defaults.items()
-    }
+    fields = {name: (base.model_fields[name].annotation, _with_default(base.model_fields[name], value)) for name, value in defaults.items()}
     return create_model(class_name, __base__=base, **fields)
+
+
+def _with_default(field: FieldInfo, value) -> FieldInfo:
+    """A copy of `field` (type, description, bounds) whose default is `value`."""
+    copied = copy(field)
+    copied.default = value
+    return copied
 
 
 EnsembleConfig = create_model(
@@ -91,7 +90,7 @@ EnsembleConfig = create_model(
     __base__=dg.Config,
     **{
         name: (TrainingConfig.model_fields[name].annotation, TrainingConfig.model_fields[name])
-        for name in ("batch_size", "validation_split", "split_seed", "target_recall", "recall_confidence")
+        for name in ("batch_size", "target_recall", "recall_confidence")
     },
 )
 """The TrainingConfig settings an ensemble reads: it fits nothing, so epochs, learning rates and the

@@ -13,6 +13,7 @@ from skin_cancer_assets import figures, training
 from skin_cancer_assets.election import Candidate
 from skin_cancer_assets.model_zoo import ZOO, ModelSpec, build_model
 from skin_cancer_assets.profiles import Profile
+from skin_cancer_assets.splitting import rows_of
 from skin_cancer_assets.training_config import config_class_for
 from skin_cancer_assets.versioning import code_version
 from skin_cancer_contract.evaluation import METRICS, evaluate, split_digest
@@ -61,19 +62,29 @@ def model_asset(spec: ModelSpec, profile: Profile, gpu_tags: dict) -> dg.AssetsD
         train_images: np.ndarray,
         train_labels: np.ndarray,
         train_image_ids: list[str],
+        validation_split: dict,
         test_images: np.ndarray,
         test_labels: np.ndarray,
+        test_image_ids: list[str],
         mlflow: MlflowTracking,  # opens the Dagster run's MLflow run, in which this step's run nests
         **members,  # an ensemble's member networks and their candidate records
     ):
         training.limit_threads(training.threads_per_training_step(parallel_steps))
         started = time.monotonic()
-        fitted_rows, validation_rows = training.validation_split(train_labels, config)
-        validation_digest = split_digest(train_images[validation_rows], train_labels[validation_rows])
+        fitted_rows, validation_rows = rows_of(train_image_ids, set(validation_split["validation_images"]))
+        validation_ids = [train_image_ids[row] for row in validation_rows]
+        validation_digest = validation_split["digest"]
         member_tags = _members_on(validation_digest, spec, members)
         with mlflow.start_run(run_name=spec.name, nested=True) as run:
             mlflow.set_tags({"model_class": spec.name, "dagster_run_id": context.run_id, **member_tags})
-            mlflow.log_params({**config.model_dump(), "model_class": spec.name, "train_images": len(train_labels)})
+            mlflow.log_params({
+                **config.model_dump(),
+                "model_class": spec.name,
+                "train_images": len(train_labels),
+                "validation_images": len(validation_rows),
+                "split_seed": validation_split["split_seed"],
+                "validation_fraction": validation_split["validation_fraction"],
+            })
             mlflow.log_dict({"sha256": [train_image_ids[row] for row in fitted_rows]}, TRAINING_IMAGES)
 
             def log_epoch(prefix: str, epoch: int, metrics: dict[str, float]) -> None:
@@ -83,15 +94,18 @@ def model_asset(spec: ModelSpec, profile: Profile, gpu_tags: dict) -> dg.AssetsD
 
             if spec.members:
                 networks = [members[member] for member in spec.members]
-                trained = training.combine(spec, config, networks, train_images, train_labels)
+                trained = training.combine(spec, config, networks, train_images[validation_rows], train_labels[validation_rows])
             else:
-                trained = training.train(spec, config, train_images, train_labels, log_epoch)
-            mlflow.log_dict({"probability_malignant": [round(float(p), 6) for p in trained.validation_probabilities]}, VALIDATION_PROBABILITIES)
+                trained = training.train(spec, config, train_images, train_labels, (fitted_rows, validation_rows), log_epoch)
+            validation_probabilities = [round(float(p), 6) for p in trained.validation_probabilities]
+            mlflow.log_dict({"sha256": validation_ids, "probability_malignant": validation_probabilities}, VALIDATION_PROBABILITIES)
             probs = training.predict(trained.model, test_images, config.batch_size)
             test = evaluate(test_labels, probs, trained.threshold)
+            distinct = _distinct_test_figures(test_image_ids, validation_split["near_duplicate_test_images"], test_labels, probs, trained.threshold)
             seconds = time.monotonic() - started
             evaluation = {
                 **{f"test_{k}": v for k, v in test.items()},
+                **distinct,
                 **{f"val_{k}": v for k, v in trained.validation_metrics.items()},
                 "threshold": trained.threshold,
                 "val_margin_specificity_cost": trained.margin_specificity_cost,
@@ -137,6 +151,7 @@ def model_asset(spec: ModelSpec, profile: Profile, gpu_tags: dict) -> dg.AssetsD
                 validation_metrics={name: float(trained.validation_metrics[name]) for name in METRICS},
                 test_digest=test_digest,
                 test_metrics={name: float(test[name]) for name in METRICS},
+                validation_probabilities=dict(zip(validation_ids, validation_probabilities)),
             )
 
         context.log.info(
@@ -157,6 +172,7 @@ def model_asset(spec: ModelSpec, profile: Profile, gpu_tags: dict) -> dg.AssetsD
                 "epochs_run": len(trained.history.get("loss", [])),
                 **{f"val_{name}": value for name, value in candidate.validation_metrics.items()},
                 **{f"test_{name}": value for name, value in candidate.test_metrics.items()},
+                **distinct,
                 "test_confusion": dg.MetadataValue.json(
                     {k: test[k] for k in ("true_negatives", "false_positives", "false_negatives", "true_positives")}
                 ),
@@ -184,6 +200,15 @@ def model_asset(spec: ModelSpec, profile: Profile, gpu_tags: dict) -> dg.AssetsD
     return _train_asset
 
 
+def _distinct_test_figures(test_ids: list[str], near_duplicates: list[str], labels, probs, threshold: float) -> dict[str, float]:
+    """The test figures without the test images that have a near-duplicate among the training
+    images (`distinct_test_*`): what the figures are worth if those were memorised."""
+    shared = set(near_duplicates)
+    keep = np.array([image not in shared for image in test_ids], dtype=bool)
+    figures = evaluate(labels[keep], probs[keep], threshold)
+    return {"distinct_test_images": int(keep.sum()), **{f"distinct_test_{name}": figures[name] for name in METRICS}}
+
+
 def _members_on(validation_digest: str, spec: ModelSpec, members: dict) -> dict[str, str]:
     """The member versions an ensemble combines, as tags; fails unless each member was validated on
     the same held-out images as the ensemble, so no member has trained on its validation rows."""
@@ -192,7 +217,7 @@ def _members_on(validation_digest: str, spec: ModelSpec, members: dict) -> dict[
         if record.validation_digest != validation_digest:
             raise dg.Failure(
                 f"{spec.name}: {record.label} was validated on other images than {spec.name}'s validation split "
-                f"(different validation_split or split_seed in the launchpad, or trained before the data changed); "
+                f"(trained before the data or the validation split changed); "
                 f"train {member} with the same settings, then {spec.name} again"
             )
     return {f"member_{member}": record.version for member, record in records.items()}

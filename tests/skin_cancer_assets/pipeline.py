@@ -7,15 +7,16 @@ from pathlib import Path
 
 import dagster as dg
 import mlflow
+import numpy as np
 
-from skin_cancer_assets.assets.champion import shared_validation_rows
 from skin_cancer_assets.assets.models import TRAINING_IMAGES, candidate_key
 from skin_cancer_assets.definitions import defs
 from skin_cancer_assets.election import Candidate
 from skin_cancer_assets.environment import artifact_store, build_resources, profile_from_env
 from skin_cancer_assets.model_zoo import ZOO
-from skin_cancer_contract.evaluation import METRICS, split_digest
-from skin_cancer_contract.registry import CHAMPION_ALIAS, REGISTERED_MODEL_NAME
+from skin_cancer_assets.splitting import rows_of
+from skin_cancer_contract.evaluation import METRICS, evaluate
+from skin_cancer_contract.registry import CHAMPION_ALIAS, REGISTERED_MODEL_NAME, VALIDATION_PROBABILITIES
 from resources.storage import ArtifactIOManager
 from tests.helpers import environment
 from tests.resources.test_storage import store_value
@@ -47,44 +48,62 @@ def train_smoke_champion(state: Path, tracking_uri: str) -> dict:
 
 def validation_split_of(arrays) -> dict:
     """The shared validation rows of arrays materialized by `materialize_graph`: images, labels,
-    the sha256 of each image, and their digest."""
+    the sha256 of each image, and the split's digest."""
     images = arrays.output_for_node("preprocessed_arrays", "train_images")
     labels = arrays.output_for_node("preprocessed_arrays", "train_labels")
     image_ids = arrays.output_for_node("preprocessed_arrays", "train_image_ids")
-    rows = shared_validation_rows(profile_from_env(), labels)
+    split = arrays.output_for_node("validation_split")
+    rows = rows_of(image_ids, set(split["validation_images"]))[1]
     return {
         "images": images[rows],
         "labels": labels[rows],
         "image_ids": [image_ids[row] for row in rows],
-        "digest": split_digest(images[rows], labels[rows]),
+        "digest": split["digest"],
     }
 
 
+def synthetic_scores(labels: np.ndarray, skill: float) -> np.ndarray:
+    """Probabilities of malignant for images of `labels`: `skill` 0 is noise, 0.5 and above separates
+    the classes, -0.5 and below ranks every benign image above every malignant one. The same noise
+    for every call, so equal skills score alike."""
+    noise = np.random.default_rng(7).random(len(labels))
+    favoured = labels if skill >= 0 else 1 - labels
+    return abs(skill) * favoured + (1 - abs(skill)) * noise
+
+
 def register_candidate(
-    client, experiment: str, model_folder: str, roc_auc: float, validation_digest: str, trained_on=(), model_class="basic_cnn"
+    client, experiment: str, model_folder: str, validation: dict, skill: float, digest: str | None = None,
+    trained_on=(), model_class="basic_cnn",
 ) -> dict:
-    """A registered version holding a real model folder, with a chosen validation ROC-AUC measured
-    on `validation_digest`, as the election reads it back; returns its candidate record."""
+    """A registered version holding a real model folder, scored on `validation` with probabilities of
+    the chosen `skill`, logged and tagged as the election reads them back; returns its candidate
+    record. Its test scores are 1 - the validation ones: an election ranking on test would choose
+    otherwise."""
+    probabilities = synthetic_scores(validation["labels"], skill)
+    measured = evaluate(validation["labels"], probabilities, 0.5)
+    scores = {f"val_{name}": measured[name] for name in METRICS} | {f"test_{name}": 1 - measured[name] for name in METRICS}
     run = client.create_run(client.get_experiment_by_name(experiment).experiment_id, run_name="synthetic-score")
-    scores = {"roc_auc": roc_auc, "recall_malignant": 0.9, "accuracy": 0.8, "specificity": 0.8, "precision": 0.8}
-    for split in ("val", "test"):
-        for name, value in scores.items():
-            client.log_metric(run.info.run_id, f"{split}_{name}", value)
+    for name, value in scores.items():
+        client.log_metric(run.info.run_id, name, value)
     client.log_artifacts(run.info.run_id, model_folder, "model")
     client.log_dict(run.info.run_id, {"sha256": list(trained_on)}, TRAINING_IMAGES)
+    scored = {"sha256": validation["image_ids"], "probability_malignant": probabilities.tolist()}
+    client.log_dict(run.info.run_id, scored, VALIDATION_PROBABILITIES)
     client.set_terminated(run.info.run_id)
     mlflow.set_tracking_uri(client.tracking_uri)
-    tags = {"model_class": model_class, "threshold": "0.5", "validation_digest": validation_digest, "test_digest": "synthetic"}
+    digest = digest or validation["digest"]
+    tags = {"model_class": model_class, "threshold": "0.5", "validation_digest": digest, "test_digest": "synthetic"}
     version = mlflow.register_model(f"runs:/{run.info.run_id}/model", REGISTERED_MODEL_NAME, tags=tags).version
     return Candidate(
         model_class=model_class,
         version=str(version),
         run_id=run.info.run_id,
         threshold=0.5,
-        validation_digest=validation_digest,
-        validation_metrics={name: scores[name] for name in METRICS},
+        validation_digest=digest,
+        validation_metrics={name: scores[f"val_{name}"] for name in METRICS},
         test_digest="synthetic",
-        test_metrics={name: scores[name] for name in METRICS},
+        test_metrics={name: scores[f"test_{name}"] for name in METRICS},
+        validation_probabilities=dict(zip(validation["image_ids"], probabilities.tolist())),
     ).to_record()
 
 

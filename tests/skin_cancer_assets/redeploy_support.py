@@ -62,8 +62,8 @@ class Platform:
         self.serving: Serving | None = None
         self.dagster: DagsterProcesses | None = None
         self.instance: dg.DagsterInstance | None = None
-        self.validation_digest: str | None = None
-        """The digest of the platform's validation split, once a test materialized the data group."""
+        self.validation: dict | None = None
+        """The platform's validation split (`validation_split_of`), once a test materialized the data group."""
         self.model_folder: str | None = None
         """A downloaded copy of the champion's model, for registering candidates."""
 
@@ -108,18 +108,19 @@ def bring_up(
             platform.serving.stop()
 
 
-def crown_a_beatable_champion(platform: Platform, roc_auc: float = 0.5) -> None:
+def crown_a_beatable_champion(platform: Platform, skill: float = 0.0) -> None:
     """Start from a champion a better candidate can beat: the smoke model registered again with
-    validation ROC-AUC `roc_auc` on this platform's validation split (the smoke model itself may
-    score 1.0 on its few validation images). Serving starts on it, so no deploy is needed.
+    validation probabilities of `skill` (`synthetic_scores`) on this platform's validation split
+    (the smoke model itself may score 1.0 on its few validation images). Serving starts on it, so
+    no deploy is needed.
 
     The data group is materialized here, once, into the platform's storage, where elections read
-    it; its validation digest and the champion's model folder stay on the platform."""
+    it; its validation split and the champion's model folder stay on the platform."""
     arrays = materialize_graph(platform.root / "arrays", selection=dg.AssetSelection.groups("data"))
-    platform.validation_digest = validation_split_of(arrays)["digest"]
+    platform.validation = validation_split_of(arrays)
     mlflow.set_tracking_uri(platform.tracking_uri)
     platform.model_folder = mlflow.artifacts.download_artifacts(CHAMPION_URI, dst_path=str(platform.root / "model"))
-    weak = register_candidate(platform.client, "redeploy", platform.model_folder, roc_auc, platform.validation_digest)
+    weak = register_candidate(platform.client, "redeploy", platform.model_folder, platform.validation, skill)
     platform.client.set_registered_model_alias(REGISTERED_MODEL_NAME, CHAMPION_ALIAS, weak["version"])
 
 

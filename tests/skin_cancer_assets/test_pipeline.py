@@ -2,7 +2,6 @@
 registry errors, the quality bar, a champion from another data version, two elections at once."""
 
 import json
-import math
 import os
 import shutil
 import subprocess
@@ -19,7 +18,7 @@ from skin_cancer_assets.assets.champion import ELECTION_POOL
 from skin_cancer_assets.assets.models import TRAINING_IMAGES, _members_on
 from skin_cancer_assets.model_zoo import ZOO, build_model
 from skin_cancer_assets.training_config import TrainingConfig
-from skin_cancer_contract.evaluation import split_digest
+from skin_cancer_contract.evaluation import METRICS
 from skin_cancer_contract.imaging import decode_image
 from skin_cancer_contract.registry import CHAMPION_ALIAS, REGISTERED_MODEL_NAME, VALIDATION_PROBABILITIES
 from tests.conftest import DATASET, REPO
@@ -63,11 +62,12 @@ def test_each_model_logs_its_own_run_with_params_curves_and_metrics(smoke_champi
         assert {TRAINING_IMAGES, "confusion_matrix.png"} <= artifacts
         assert ("learning_curves.png" in artifacts) == (name not in ENSEMBLES), "an ensemble has no epochs to draw"
         fitted = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/{TRAINING_IMAGES}")["sha256"]
-        train_images = int(run.data.params["train_images"])
-        assert len(fitted) == train_images - math.ceil(0.2 * train_images)  # the rest is the validation split
+        held_out = int(run.data.params["validation_images"])
+        assert 0 < held_out < int(run.data.params["train_images"]) == len(fitted) + held_out
         assert all(len(sha256) == 64 for sha256 in fitted)
-        reference = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/{VALIDATION_PROBABILITIES}")["probability_malignant"]
-        assert len(reference) == math.ceil(0.2 * train_images) and all(0 <= p <= 1 for p in reference)  # production_drift's reference
+        scored = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/{VALIDATION_PROBABILITIES}")
+        assert len(scored["probability_malignant"]) == len(scored["sha256"]) == held_out  # production_drift's reference
+        assert all(0 <= p <= 1 for p in scored["probability_malignant"]) and not set(scored["sha256"]) & set(fitted)
     crossval = runs["crossval_cnn"].data.metrics
     assert {"fold_0_val_roc_auc", "fold_1_val_roc_auc", "cv_mean_val_roc_auc"} <= set(crossval)
     history = client.get_metric_history(runs["basic_cnn"].info.run_id, "loss")
@@ -106,6 +106,14 @@ def test_each_model_is_a_registered_version_tagged_for_the_election(smoke_champi
     assert len({v.tags["test_digest"] for v in versions}) == 1
 
 
+def test_every_candidate_record_holds_its_runs_validation_and_test_metrics(smoke_champion, client):
+    """The election ranks on the record's validation metrics: they must be the run's `val_*`, never its `test_*`."""
+    for candidate in smoke_champion["champion"]["candidates"]:
+        logged = client.get_run(candidate["run_id"]).data.metrics
+        assert candidate["validation_metrics"] == pytest.approx({m: logged[f"val_{m}"] for m in METRICS}, nan_ok=True)
+        assert candidate["test_metrics"] == pytest.approx({m: logged[f"test_{m}"] for m in METRICS}, nan_ok=True)
+
+
 def test_an_ensemble_refuses_members_validated_on_other_images(smoke_champion):
     """A member trained with another validation split has fitted some of the ensemble's validation rows."""
     records = {c["model_class"]: c for c in smoke_champion["champion"]["candidates"]}
@@ -141,8 +149,8 @@ def test_the_first_election_promotes_the_best_candidate_and_its_alias_predicts(s
 
 
 class Arena:
-    """Today's smoke arrays in a state folder of their own, a Dagster instance, and the smoke
-    champion's network to register as synthetic candidates of chosen scores."""
+    """Today's smoke arrays in a state folder of their own, a Dagster instance, and the smoke champion's network to register as synthetic candidates whose
+    validation probabilities have a chosen skill."""
 
     def __init__(self, smoke_champion, client, tmp_path, monkeypatch):
         self.client, self.server, self.root = client, smoke_champion["tracking_uri"], tmp_path
@@ -160,9 +168,10 @@ class Arena:
         arrays = materialize_graph(tmp_path / "dagster", selection=dg.AssetSelection.groups("data"), instance=self.instance)
         self.validation = validation_split_of(arrays)
 
-    def candidate(self, roc_auc: float, digest: str | None = None, trained_on=()) -> dict:
-        digest = digest or self.validation["digest"]
-        return register_candidate(self.client, "smoke", self.model_folder, roc_auc, digest, trained_on)
+    def candidate(self, skill: float, digest: str | None = None, trained_on=(), scored: slice = slice(None)) -> dict:
+        """A registered candidate of `skill` whose run scored the validation images of `scored`."""
+        validation = {**self.validation, "image_ids": self.validation["image_ids"][scored], "labels": self.validation["labels"][scored]}
+        return register_candidate(self.client, "smoke", self.model_folder, validation, skill, digest or self.validation["digest"], trained_on)
 
     def crown(self, record: dict) -> dict:
         self.client.set_registered_model_alias(REGISTERED_MODEL_NAME, CHAMPION_ALIAS, record["version"])
@@ -171,6 +180,12 @@ class Arena:
     def elect(self, **config) -> dg.ExecuteInProcessResult:
         run_config = {"ops": {"champion_model": {"config": config}}} if config else None
         return materialize_graph(self.root / "dagster", selection=ELECTION, instance=self.instance, raise_on_error=False, run_config=run_config)
+
+    def per_class(self, image_ids) -> tuple[int, int]:
+        """(malignant, benign) validation images among `image_ids`."""
+        labels = dict(zip(self.validation["image_ids"], self.validation["labels"].tolist()))
+        malignant = sum(labels[image_id] for image_id in image_ids)
+        return malignant, len(image_ids) - malignant
 
 
 @pytest.fixture
@@ -186,26 +201,54 @@ def champion_materialized(result) -> bool:
     return any(event.asset_key == dg.AssetKey("champion_model") for event in result.get_asset_materialization_events())
 
 
-def test_a_worse_challenger_keeps_the_alias_and_a_better_one_moves_it(arena, client):
-    champion = arena.crown(arena.candidate(0.90))
+def test_a_worse_challenger_keeps_the_alias_and_a_better_one_moves_it_on_evidence(arena, client):
+    champion = arena.crown(arena.candidate(0.2))
 
-    offer_candidate(worse := arena.candidate(0.70))
+    offer_candidate(worse := arena.candidate(0.0))
     kept = arena.elect().output_for_node("champion_model")
     assert kept["decision"] == "kept" and kept["version"] == champion["version"]
     assert kept["incumbent"]["version"] == champion["version"] and "does not beat" in kept["reason"]
     assert {c["version"] for c in kept["candidates"]} == {worse["version"]}
+    assert kept["comparison"]["lower_bound"] <= 0 and kept["comparison"]["method"].startswith("DeLong")
     assert champion_version(client) == champion["version"]
 
-    offer_candidate(better := arena.candidate(0.95))
-    promoted = arena.elect().output_for_node("champion_model")
+    offer_candidate(better := arena.candidate(1.0))
+    result = arena.elect()
+    promoted = result.output_for_node("champion_model")
     assert promoted["decision"] == "promoted" and promoted["version"] == better["version"]
     assert promoted["incumbent"]["version"] == champion["version"]
+    comparison = promoted["comparison"]
+    assert (comparison["malignant_images"], comparison["benign_images"]) == arena.per_class(arena.validation["image_ids"])
+    assert comparison["difference"] > comparison["lower_bound"] > 0
+    metadata = result.asset_materializations_for_node("champion_model")[0].metadata
+    assert metadata["roc_auc_difference_lower_bound"].value == comparison["lower_bound"]
+    assert metadata["comparison_malignant_images"].value == comparison["malignant_images"]
     assert champion_version(client) == better["version"]
 
 
+def test_too_few_images_per_class_keep_the_champion_however_good_the_challenger(arena, client):
+    champion = arena.crown(arena.candidate(-1.0))
+    offer_candidate(arena.candidate(1.0))
+    malignant, benign = arena.per_class(arena.validation["image_ids"])
+    record = arena.elect(min_comparison_images=min(malignant, benign) + 1).output_for_node("champion_model")
+    assert record["decision"] == "kept" and champion_version(client) == champion["version"]
+    assert f"{malignant} malignant and {benign} benign" in record["reason"] and "too few images" in record["reason"]
+    assert record["comparison"]["difference"] is None
+
+
+def test_a_negative_min_improvement_is_refused_and_leaves_the_alias(arena, client):
+    champion = arena.crown(arena.candidate(1.0))
+    offer_candidate(arena.candidate(0.0))
+    result = arena.elect(min_improvement=-0.1)
+    assert not result.success and not champion_materialized(result)
+    message = failure_message(result)  # the launchpad's config is refused before anything is read
+    assert "min_improvement" in message and "greater than or equal to 0" in message
+    assert champion_version(client) == champion["version"]
+
+
 def test_a_registry_error_while_reading_the_champion_fails_the_run_and_leaves_the_alias(arena, client, monkeypatch):
-    champion = arena.crown(arena.candidate(0.70))
-    offer_candidate(arena.candidate(0.95))
+    champion = arena.crown(arena.candidate(0.0))
+    offer_candidate(arena.candidate(1.0))
     proxy = FailingProxy(arena.server, failing_path="/registered-models/get")  # the alias lookup answers 503
     monkeypatch.setenv("MLFLOW_TRACKING_URI", proxy.url)
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
@@ -223,39 +266,50 @@ def test_a_registry_error_while_reading_the_champion_fails_the_run_and_leaves_th
 
 
 def test_a_quality_bar_above_every_candidate_leaves_the_alias_and_records_why(arena, client):
-    champion = arena.crown(arena.candidate(0.70))
-    offer_candidate(arena.candidate(0.95))
+    champion = arena.crown(arena.candidate(-1.0))
+    offer_candidate(challenger := arena.candidate(0.0))
     result = arena.elect(min_roc_auc=0.99)
     assert not result.success
     (check,) = result.get_asset_check_evaluations()
     assert check.check_name == "quality_bar" and not check.passed
     assert check.metadata["decision"].value == "rejected"
+    assert challenger["validation_metrics"]["roc_auc"] < 0.99
     assert "is below the bar 0.9900: the alias stays" in check.metadata["reason"].value
     assert "quality bar 0.9900 not met" in failure_message(result) and "nothing is deployed" in failure_message(result)
     assert not champion_materialized(result)  # so the redeploy sensor has nothing to deploy
     assert champion_version(client) == champion["version"]
 
 
-def test_a_champion_from_another_data_version_is_rescored_on_images_it_never_trained_on(arena):
+def test_a_champion_that_trained_on_validation_images_is_compared_only_on_the_others(arena):
+    """Possible only when the split itself changed: those images would flatter the champion."""
     validation = arena.validation
-    trained_on = validation["image_ids"][:3]  # it saw three of today's validation images
-    champion = arena.crown(arena.candidate(0.99, digest="another-data-version", trained_on=trained_on))
-    offer_candidate(arena.candidate(0.10))  # the same network, with a record of a poor score
+    trained_on = validation["image_ids"][:3]
+    champion = arena.crown(arena.candidate(-1.0, digest="another-split", trained_on=trained_on))
+    offer_candidate(arena.candidate(1.0))
 
     record = arena.elect().output_for_node("champion_model")
-    unseen = np.array([image_id not in trained_on for image_id in validation["image_ids"]])
-    digest = split_digest(validation["images"][unseen], validation["labels"][unseen])
-    assert record["incumbent"]["validation_digest"] == digest
-    assert {c["validation_digest"] for c in record["candidates"]} == {digest}  # the candidates too, on the same images
-    rescored = record["incumbent"]["validation_metrics"]["roc_auc"]
-    assert rescored != 0.99 and {c["validation_metrics"]["roc_auc"] for c in record["candidates"]} == {rescored}
-    assert record["decision"] == "kept" and record["version"] == champion["version"]  # same network: an exact tie
+    comparison = record["comparison"]
+    assert (comparison["malignant_images"], comparison["benign_images"]) == arena.per_class(validation["image_ids"][3:])
+    assert record["incumbent"]["version"] == champion["version"] and record["incumbent"]["validation_metrics"]["roc_auc"] == 0.0
+    assert record["decision"] == "promoted"
+
+
+def test_a_champion_is_scored_on_validation_images_added_after_it_was_trained(arena):
+    """Its run scored the images of its day; the election predicts the rest with the champion itself."""
+    validation = arena.validation
+    champion = arena.crown(arena.candidate(1.0, digest="yesterdays-split", scored=slice(0, len(validation["image_ids"]) // 2)))
+    offer_candidate(arena.candidate(1.0))
+
+    record = arena.elect().output_for_node("champion_model")
+    comparison = record["comparison"]
+    assert (comparison["malignant_images"], comparison["benign_images"]) == arena.per_class(validation["image_ids"])
+    assert record["incumbent"]["version"] == champion["version"]
 
 
 def test_a_candidate_from_another_data_version_is_left_out_and_the_others_elect(arena):
-    arena.crown(arena.candidate(0.50))
-    offer_candidate(current := arena.candidate(0.90))
-    stale = arena.candidate(0.99, digest="another-data-version")  # better, but measured on other images
+    arena.crown(arena.candidate(-1.0))
+    offer_candidate(current := arena.candidate(0.5))
+    stale = arena.candidate(1.0, digest="another-data-version")  # better, but measured on other images
     offer_candidate(stale, model_classes=[ZOO[0].name])
 
     record = arena.elect().output_for_node("champion_model")
@@ -263,23 +317,25 @@ def test_a_candidate_from_another_data_version_is_left_out_and_the_others_elect(
     assert stale["version"] not in {c["version"] for c in record["candidates"]}
     assert len(record["candidates"]) == len(ZOO) - 1
 
-    offer_candidate(arena.candidate(0.99, digest="another-data-version"))
+    offer_candidate(arena.candidate(1.0, digest="another-data-version"))
     result = arena.elect()
-    assert not result.success and "no candidate was measured on today's validation images" in failure_message(result)
+    assert not result.success and "no candidate was measured on today's validation split" in failure_message(result)
 
 
 def test_a_champion_of_another_input_size_is_resized_and_scored_on_the_whole_validation_split(arena, tmp_path):
     network = build_model(ZOO[0], TrainingConfig(image_size=32), input_size=32)  # today's arrays are 64 px
     folder = tmp_path / "32px"
     mlflow.keras.save_model(network, str(folder))
-    champion = register_candidate(arena.client, "smoke", str(folder), 0.99, "another-data-version", trained_on=["elsewhere"])
+    no_images = {**arena.validation, "image_ids": [], "labels": arena.validation["labels"][:0]}
+    champion = register_candidate(arena.client, "smoke", str(folder), no_images, 0.0, "another-data-version", trained_on=["elsewhere"])
     arena.crown(champion)
-    offer_candidate(candidate := arena.candidate(0.0))
+    offer_candidate(candidate := arena.candidate(-1.0))
 
     record = arena.elect().output_for_node("champion_model")
-    assert record["incumbent"]["validation_digest"] == arena.validation["digest"]  # it never saw today's images
+    comparison = record["comparison"]
+    assert (comparison["malignant_images"], comparison["benign_images"]) == arena.per_class(arena.validation["image_ids"])
     rescored = record["incumbent"]["validation_metrics"]["roc_auc"]
-    assert 0.0 <= rescored <= 1.0 and rescored != 0.99
+    assert 0.0 < rescored <= 1.0
     assert {c["validation_metrics"]["roc_auc"] for c in record["candidates"]} == {0.0}  # candidates keep their scores
     assert record["decision"] == "kept" and record["version"] == champion["version"] != candidate["version"]
 
@@ -288,13 +344,13 @@ def test_two_elections_launched_together_run_one_after_the_other_and_the_best_is
     home = tmp_path / "shared-instance"
     home.mkdir()
     shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")  # the instance file under test
-    arena.crown(arena.candidate(0.80))
+    arena.crown(arena.candidate(-1.0))
     offers = {}
-    for name, roc_auc in (("best", 0.95), ("second", 0.90)):
+    for name, skill in (("best", 1.0), ("second", 0.1)):
         state = tmp_path / name
         shutil.copytree(arena.state / "storage", state / "storage")
         os.environ["SKIN_CANCER_STATE"] = str(state)  # restored by the arena's monkeypatch
-        offer_candidate(offers.setdefault(name, arena.candidate(roc_auc)))
+        offer_candidate(offers.setdefault(name, arena.candidate(skill)))
 
     with dg.DagsterInstance.from_config(str(home)) as instance:
         storage = instance.event_log_storage

@@ -53,8 +53,8 @@ def platform(smoke_champion, tmp_path_factory):
 
 def elect_a_better_champion(platform: Platform) -> str:
     """A real election that promotes a better candidate: the champion's model registered again
-    with a higher validation ROC-AUC, offered as every model class's candidate."""
-    better = register_candidate(platform.client, "redeploy", platform.model_folder, 0.99, platform.validation_digest)
+    with validation probabilities that separate the classes, offered as every model class's candidate."""
+    better = register_candidate(platform.client, "redeploy", platform.model_folder, platform.validation, 1.0)
     offer_candidate(better)
     result = materialize_graph(platform.dagster.home, selection=ELECTION, instance=platform.instance)
     assert result.output_for_node("champion_model")["version"] == better["version"]

@@ -1,6 +1,7 @@
 """The retrain sensor's branches, tick by tick: the real sensor against a real (ephemeral) instance,
 listing a real copied subset of the images in a temporary folder or in a moto_server bucket."""
 
+import json
 import shutil
 import uuid
 
@@ -9,7 +10,7 @@ import pytest
 
 from resources.image_source import RawImageSource
 from skin_cancer_assets.definitions import build_defs
-from skin_cancer_assets.environment import RETRAIN_INTERVAL_SECONDS, retrain_interval
+from skin_cancer_assets.environment import RETRAIN_INTERVAL_SECONDS, RETRAIN_QUIET_TICKS, retrain_interval, retrain_quiet_ticks
 from skin_cancer_assets.jobs import train_and_elect
 from skin_cancer_assets.profiles import PROFILES, Profile
 from skin_cancer_assets.sensors import SOURCE_DIGEST_TAG, UNFINISHED, retrain_sensor
@@ -28,23 +29,31 @@ def unused_image(split: str = "train", label: str = "benign", rank: int = 0):
 class Ticks:
     """Evaluates the sensor as the daemon does: each tick starts from the cursor the last one left."""
 
-    def __init__(self, instance: dg.DagsterInstance, source: RawImageSource, profile: Profile = PROFILES["smoke"]):
-        self.instance, self.source, self.profile, self.cursor = instance, source, profile, None
+    def __init__(self, instance: dg.DagsterInstance, source: RawImageSource, profile: Profile = PROFILES["smoke"], sensor=SENSOR):
+        self.instance, self.source, self.profile, self.cursor, self.sensor = instance, source, profile, None, sensor
+
+    @property
+    def trained(self) -> str:
+        """The listing digest the cursor holds as trained."""
+        return json.loads(self.cursor)["trained"]
 
     def tick(self, cursor: str | None = None):
         resources = {"image_source": self.source, "profile": self.profile}
         with dg.build_sensor_context(instance=self.instance, cursor=cursor or self.cursor, resources=resources) as context:
-            result = SENSOR(context)
+            result = self.sensor(context)
         self.cursor = result.cursor if isinstance(result, dg.SensorResult) else context.cursor
         return result
 
-    def retrain(self) -> dg.RunRequest:
-        """The next tick, which must ask for exactly one retrain; returns its request."""
+    def retrain(self, quiet_ticks: int = RETRAIN_QUIET_TICKS) -> dg.RunRequest:
+        """The next `quiet_ticks` ticks: all but the last wait for the data to settle, the last asks
+        for exactly one retrain; returns its request."""
+        for seen in range(1, quiet_ticks):
+            skipped(self.tick(), f"waiting until it is the same on {quiet_ticks} evaluations in a row ({seen} so far)")
         result = self.tick()
         assert isinstance(result, dg.SensorResult), result
         (request,) = result.run_requests
         (observation,) = result.asset_events
-        digest = self.cursor
+        digest = self.trained
         assert request.run_key == f"data-{digest}" and request.tags == {SOURCE_DIGEST_TAG: digest}
         assert observation.asset_key == dg.AssetKey("raw_images") and observation.data_version == digest
         assert observation.metadata["listing_digest"].value == digest
@@ -77,7 +86,7 @@ def ticks(instance, folder) -> Ticks:
 
 def test_the_first_evaluation_records_the_data_as_trained_and_unchanged_data_asks_nothing(ticks):
     baseline = ticks.cursor
-    assert len(baseline) == 64
+    assert len(ticks.trained) == 64
     for _ in range(2):
         skipped(ticks.tick(), f"no change: {4 * PER_CLASS} files")
     assert ticks.cursor == baseline
@@ -89,7 +98,40 @@ def test_an_added_image_retrains_once_and_the_same_digest_keeps_its_run_key(tick
     request = ticks.retrain()
     assert ticks.cursor != baseline
     skipped(ticks.tick(), f"no change: {4 * PER_CLASS + 1} files")
-    assert ticks.tick(cursor=baseline).run_requests[0].run_key == request.run_key  # a tick evaluated again: one run
+    ticks.cursor = baseline  # the same ticks evaluated again: the same run key, so one run
+    assert ticks.retrain().run_key == request.run_key
+
+
+def test_an_upload_in_progress_retrains_only_once_the_listing_stops_changing(ticks, folder):
+    shutil.copy(unused_image(rank=0), folder / "train" / "benign")
+    skipped(ticks.tick(), "(1 so far)")
+    shutil.copy(unused_image(rank=1), folder / "train" / "benign")  # still arriving: the count starts again
+    request = ticks.retrain()
+    assert f"{4 * PER_CLASS + 2} files" in ticks.tick().skip_message
+    assert request.tags[SOURCE_DIGEST_TAG] == ticks.trained
+
+
+def test_a_change_undone_before_it_settled_retrains_nothing(ticks, folder):
+    baseline = ticks.trained
+    added = folder / "train" / "benign" / "by-mistake.jpg"
+    shutil.copy(unused_image(), added)
+    skipped(ticks.tick(), "(1 so far)")
+    added.unlink()
+    skipped(ticks.tick(), "no change")
+    assert json.loads(ticks.cursor) == {"trained": baseline}
+
+
+def test_the_quiet_period_is_configurable(instance, folder, monkeypatch):
+    patient = Ticks(instance, RawImageSource(location=str(folder)), sensor=retrain_sensor(RETRAIN_INTERVAL_SECONDS, quiet_ticks=3))
+    patient.tick()
+    shutil.copy(unused_image(), folder / "train" / "benign")
+    patient.retrain(quiet_ticks=3)
+    monkeypatch.setenv("SKIN_CANCER_RETRAIN_QUIET_TICKS", "4")
+    assert retrain_quiet_ticks() == 4
+    for wrong in ("0", "two", "٣"):
+        monkeypatch.setenv("SKIN_CANCER_RETRAIN_QUIET_TICKS", wrong)
+        with pytest.raises(ValueError, match="SKIN_CANCER_RETRAIN_QUIET_TICKS"):
+            retrain_quiet_ticks()
 
 
 @pytest.mark.parametrize("change", ["rewritten", "removed", "moved to the other class"])
@@ -117,15 +159,16 @@ def test_images_beyond_the_profiles_cap_are_not_trained_on_so_they_do_not_retrai
 # QUEUED is in the same list, but a queued run cannot be added without a code location's origin.
 @pytest.mark.parametrize("status", [status for status in UNFINISHED if status != dg.DagsterRunStatus.QUEUED])
 def test_a_change_during_an_unfinished_train_and_elect_retrains_once_after_it(ticks, folder, instance, status):
-    baseline = ticks.cursor
+    baseline = ticks.trained
     run = dg.DagsterRun(job_name=train_and_elect.name, run_id=str(uuid.uuid4()), status=status)
     instance.add_run(run)
     shutil.copy(unused_image(), folder / "train" / "benign")
+    skipped(ticks.tick(), "(1 so far)")
     for _ in range(2):
         skipped(ticks.tick(), f"retraining once train_and_elect run {run.run_id} ends")
-        assert ticks.cursor == baseline
+        assert ticks.trained == baseline
     instance.report_run_failed(run)
-    ticks.retrain()
+    ticks.retrain(quiet_ticks=1)  # settled while the run was unfinished: retrains at once
     skipped(ticks.tick(), "no change")
 
 

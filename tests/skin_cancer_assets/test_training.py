@@ -15,6 +15,11 @@ TRAINED = [spec for spec in ZOO if not spec.members]
 ENSEMBLE = next(spec for spec in ZOO if spec.members)
 
 
+def halves(count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows (fitted on, held out): the first and the second half, as the `validation_split` asset's rows."""
+    return np.arange(count // 2), np.arange(count // 2, count)
+
+
 @pytest.mark.parametrize("spec", TRAINED, ids=lambda spec: spec.name)
 def test_models_take_uint8_images_and_apply_the_learning_rate(spec):
     config = TrainingConfig(learning_rate=0.0123, image_size=32)
@@ -26,9 +31,10 @@ def test_models_take_uint8_images_and_apply_the_learning_rate(spec):
     logged = []
     trained = training.train(
         spec,
-        config.model_copy(update={"epochs": 1, "batch_size": 4, "k_folds": 2, "validation_split": 0.5, "run_eagerly": True}),
+        config.model_copy(update={"epochs": 1, "batch_size": 4, "k_folds": 2, "run_eagerly": True}),
         images,
         labels,
+        halves(8),
         lambda prefix, epoch, metrics: logged.append(prefix),
     )
     compiled = trained.model
@@ -45,9 +51,9 @@ def test_cosine_decay_takes_the_learning_rate_to_zero_over_the_epochs():
     images = np.random.default_rng(2).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
     labels = np.array([0, 1] * 4)
     config = TrainingConfig(
-        learning_rate=0.01, cosine_decay=True, epochs=2, batch_size=4, image_size=32, validation_split=0.5, run_eagerly=True
+        learning_rate=0.01, cosine_decay=True, epochs=2, batch_size=4, image_size=32, run_eagerly=True
     )
-    model = training.train(ZOO[0], config, images, labels, lambda *_: None).model
+    model = training.train(ZOO[0], config, images, labels, halves(8), lambda *_: None).model
     schedule = model.optimizer.get_config()["learning_rate"]
     assert schedule["class_name"] == "CosineDecay" and schedule["config"]["initial_learning_rate"] == 0.01
     assert schedule["config"]["decay_steps"] == 2  # 4 training images in batches of 4, 2 epochs
@@ -64,7 +70,7 @@ def test_a_pretrained_backbone_trains_the_head_first_then_its_top_blocks():
         update={
             "epochs": 2, "frozen_epochs": 1, "fine_tune_from_block": 14, "learning_rate": 0.01,
             "fine_tune_learning_rate": 0.002, "cosine_decay": False, "batch_size": 4, "image_size": 32,
-            "validation_split": 0.5, "run_eagerly": True,
+            "run_eagerly": True,
         }
     )
     assert training._phases(spec, config) == [(range(0, 1), 0.01, math.inf), (range(1, 2), 0.002, 14)]
@@ -79,11 +85,11 @@ def test_a_pretrained_backbone_trains_the_head_first_then_its_top_blocks():
     np.testing.assert_array_equal(pretrained.get_layer("block0_depthwise_conv").get_weights()[0], checkpoint.transpose(2, 3, 0, 1))
 
     images, labels = np.random.default_rng(3).integers(0, 256, (8, 48, 48, 3), dtype=np.uint8), np.array([0, 1] * 4)
-    head_only = training.train(spec, config.model_copy(update={"epochs": 1}), images, labels, lambda *_: None)
+    head_only = training.train(spec, config.model_copy(update={"epochs": 1}), images, labels, halves(8), lambda *_: None)
     assert _changed_layers(head_only.model, pretrained) == {"malignant"}
 
     epochs = []
-    trained = training.train(spec, config, images, labels, lambda prefix, epoch, metrics: epochs.append(epoch))
+    trained = training.train(spec, config, images, labels, halves(8), lambda prefix, epoch, metrics: epochs.append(epoch))
     assert epochs == [0, 1] and len(trained.history["loss"]) == 2
     tuned = {"block14_expand_conv", "block14_depthwise_conv", "block14_project_conv", "block15_expand_conv",
              "block15_depthwise_conv", "block15_project_conv", "top_conv"}  # batch norms keep their statistics
@@ -143,8 +149,8 @@ def test_an_ensemble_serves_the_mean_of_its_members_log_odds(tmp_path):
     images = np.random.default_rng(4).integers(0, 256, (16, 48, 48, 3), dtype=np.uint8)
     labels = np.array([0, 1] * 8)
 
-    ensemble_config = EnsembleConfig(validation_split=0.5, batch_size=8)
-    combined = training.combine(ENSEMBLE, ensemble_config, members, images, labels)
+    _, val_rows = halves(16)
+    combined = training.combine(ENSEMBLE, EnsembleConfig(batch_size=8), members, images[val_rows], labels[val_rows])
 
     def log_odds(p):
         return np.log(p / (1 - p))
@@ -154,7 +160,6 @@ def test_an_ensemble_serves_the_mean_of_its_members_log_odds(tmp_path):
     assert not np.allclose(expected, (each[0] + each[1]) / 2, atol=1e-4)  # the members disagree enough to tell
     probs = training.predict(combined.model, images)
     np.testing.assert_allclose(probs, expected, atol=1e-5)
-    _, val_rows = training.validation_split(labels, ensemble_config)
     np.testing.assert_allclose(combined.validation_probabilities, expected[val_rows], atol=1e-5)
     assert combined.threshold == threshold_for_recall(labels[val_rows], combined.validation_probabilities, 0.90, 0.95)
     assert combined.history == {} and combined.model.name == ENSEMBLE.name
@@ -164,27 +169,23 @@ def test_an_ensemble_serves_the_mean_of_its_members_log_odds(tmp_path):
     np.testing.assert_allclose(training.predict(reloaded, images), probs, atol=1e-6)
 
 
-def test_the_seed_draws_the_weights_and_the_split_seed_the_validation_rows():
+def test_the_seed_draws_the_weights_and_the_given_rows_are_held_out():
     """Retraining a model with another `seed`, to see its spread, keeps the split every model shares."""
     images, labels = np.random.default_rng(6).integers(0, 256, (16, 48, 48, 3), dtype=np.uint8), np.array([0, 1] * 8)
-    config = TrainingConfig(epochs=1, batch_size=4, image_size=32, validation_split=0.5, run_eagerly=True)
-    _, shared_rows = training.validation_split(labels, config)
+    config = TrainingConfig(epochs=1, batch_size=4, image_size=32, run_eagerly=True)
+    fitted, held_out = halves(16)
     outputs = []
     for seed in (1, 2):
-        _, rows_of_seed = training.validation_split(labels, config.model_copy(update={"split_seed": seed}))
-        trained = training.train(ZOO[0], config.model_copy(update={"seed": seed}), images, labels, lambda *_: None)
-        held_out = trained.validation_probabilities
-        np.testing.assert_allclose(held_out, training.predict(trained.model, images[shared_rows]), rtol=0, atol=1e-6)
-        # had the seed drawn the split, other rows would have been held out
-        assert not np.allclose(held_out, training.predict(trained.model, images[rows_of_seed]), rtol=0, atol=1e-6)
-        outputs.append(held_out)
+        trained = training.train(ZOO[0], config.model_copy(update={"seed": seed}), images, labels, (fitted, held_out), lambda *_: None)
+        np.testing.assert_allclose(trained.validation_probabilities, training.predict(trained.model, images[held_out]), rtol=0, atol=1e-6)
+        outputs.append(trained.validation_probabilities)
     assert not np.allclose(*outputs)  # other initial weights
 
 
 def test_an_ensemble_refuses_a_member_without_a_sigmoid_output():
     crossval = next(spec for spec in ZOO if spec.cross_validated)
     images, labels = np.random.default_rng(5).integers(0, 256, (8, 48, 48, 3), dtype=np.uint8), np.array([0, 1] * 4)
-    config = TrainingConfig(epochs=1, batch_size=4, k_folds=2, image_size=32, validation_split=0.5, run_eagerly=True)
-    folds = training.train(crossval, config, images, labels, lambda *_: None).model
+    config = TrainingConfig(epochs=1, batch_size=4, k_folds=2, image_size=32, run_eagerly=True)
+    folds = training.train(crossval, config, images, labels, halves(8), lambda *_: None).model
     with pytest.raises(ValueError, match=f"member {crossval.name} does not end in a sigmoid Dense layer"):
         training.combine(ENSEMBLE, EnsembleConfig(), [folds], images, labels)

@@ -6,8 +6,8 @@ The defaults (`make bench-recipes`) are the recipes of basic_cnn's table in docs
 the names its rows carry; the other tables there name their own `--model` and `--recipes`. A
 recipe that changes a pretrained backbone's settings (frozen epochs, fine-tuning) is refused at
 the start for a model without one, before anything trains. Every recipe is the model's zoo defaults with a few settings replaced, trained on the full
-training split with `skin_cancer_assets.training.train` (the assets' own code: the same
-stratified validation split, early stopping and threshold). Recipes are chosen by their
+training split with `skin_cancer_assets.training.train` (the assets' own code: the
+`validation_split` asset's held-out images, early stopping and threshold). Recipes are chosen by their
 validation ROC-AUC; the test figures are printed for docs/results.md, not for choosing. The
 table shows each recipe's change against the first one, run in the same process.
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from bench.arrays import split_arrays  # noqa: E402
+from bench.arrays import split_arrays, train_rows  # noqa: E402
 from skin_cancer_assets.environment import default_data_folder  # noqa: E402
 from skin_cancer_contract.evaluation import evaluate  # noqa: E402
 
@@ -86,7 +86,7 @@ def run_recipe(spec, overrides: dict, arrays: dict) -> dict:
     config = config_class_for(spec.name, {**spec.defaults, **overrides})()
     keras.backend.clear_session()
     started = time.monotonic()
-    trained = training.train(spec, config, arrays["train_images"], arrays["train_labels"], lambda *_: None)
+    trained = training.train(spec, config, arrays["train_images"], arrays["train_labels"], arrays["train_rows"], lambda *_: None)
     seconds = time.monotonic() - started
     probs = training.predict(trained.model, arrays["test_images"], config.batch_size)
     test = evaluate(arrays["test_labels"], probs, trained.threshold)
@@ -121,6 +121,7 @@ def main() -> None:
     arrays = {}
     for split in ("train", "test"):
         arrays[f"{split}_images"], arrays[f"{split}_labels"] = split_arrays(split, args.data)
+    arrays["train_rows"] = train_rows(args.data)
 
     results = {}
     for name in names:

@@ -16,6 +16,13 @@ prints a table with the ratios to the targets of issues 4, 13 and 15:
 It also measures the reload latency (POST /admin/reload to the new version answering),
 serving's share of a redeploy; bench/redeploy.py measures the full redeploy (champion
 materialization -> sensor -> deploy job -> every request answered by the new version).
+
+    .venv/bin/python bench/serving.py --worst-request
+
+measures only the worst legal requests under serving's default limits instead: peak resident memory
+of the serving process above its warm baseline, and seconds, for /predict with RGBA PNGs filling
+MAX_REQUEST_PIXELS (each at most MAX_IMAGE_PIXELS), the same requests from as many clients as serving
+has decode threads at once, and a V2 JSON `image_pixels` body of MAX_UPLOAD_MB.
 """
 
 import argparse
@@ -23,15 +30,18 @@ import json
 import os
 import shutil
 import statistics
+import struct
 import sys
 import tempfile
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import psutil
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
@@ -39,6 +49,8 @@ sys.path.insert(0, str(REPO_ROOT))
 from tests.helpers import VENV_BIN, Service, copy_version, free_port, start_mlflow_server, wait_for_http  # noqa: E402
 from tests.serving.serving_support import v2_files_request  # noqa: E402
 
+from serving.settings import available_cpus  # noqa: E402
+from skin_cancer_contract.api import DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_REQUEST_PIXELS, DEFAULT_MAX_UPLOAD_MB  # noqa: E402
 from skin_cancer_contract.imaging import decode_image  # noqa: E402
 from skin_cancer_contract.registry import CHAMPION_ALIAS, CHAMPION_URI, REGISTERED_MODEL_NAME  # noqa: E402
 
@@ -312,6 +324,86 @@ def print_table(
               "(serving's share of the 15 s redeploy target; bench/redeploy.py times the whole redeploy)")
 
 
+def rgba_png(side: int) -> bytes:
+    """A valid black 8-bit RGBA PNG of side x side pixels, a few hundred KB: the costliest decode per
+    pixel that the limits admit, in a body far under MAX_UPLOAD_MB."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    compressor = zlib.compressobj(9)
+    pixels = b"".join(compressor.compress(bytes(1 + 4 * side) * 100) for _ in range(side // 100))
+    pixels += compressor.compress(bytes(1 + 4 * side) * (side % 100)) + compressor.flush()
+    header = struct.pack(">IIBBBBB", side, side, 8, 6, 0, 0, 0)  # 8 bits, RGBA
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+
+
+def peak_memory(pid: int, send: Callable[[], list[int]]) -> tuple[float, float, list[int]]:
+    """(peak resident MB above the process's RSS before, seconds, statuses) of `send()`, sampling every 5 ms."""
+    process = psutil.Process(pid)
+    before = process.memory_info().rss
+    peak, done = before, threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, process.memory_info().rss)
+            time.sleep(0.005)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    started = time.perf_counter()
+    statuses = send()
+    seconds = time.perf_counter() - started
+    done.set()
+    sampler.join()
+    return (peak - before) / 1024 / 1024, seconds, statuses
+
+
+def worst_requests(service: Service, url: str, jpeg: bytes) -> None:
+    """Print the peak memory and time of the worst legal requests (serving's default limits)."""
+    side = int(DEFAULT_MAX_IMAGE_PIXELS**0.5)
+    count = DEFAULT_MAX_REQUEST_PIXELS // (side * side)
+    files = [("file", (f"rgba-{i}.png", rgba_png(side), "image/png")) for i in range(count)]
+    body_mb = sum(len(data) for _, (_, data, _) in files) / 1e6
+    values = int(DEFAULT_MAX_UPLOAD_MB * 1024 * 1024 * 0.99) // 2  # "0," per value
+    height = values // (3 * 1000)
+    tensor = {"name": "image_pixels", "datatype": "UINT8", "shape": [1, height, 1000, 3], "data": [0] * (height * 3000)}
+    pixels = json.dumps({"inputs": [tensor]}, separators=(",", ":"))
+    threads = available_cpus()
+    cases = {
+        f"/predict {count} RGBA PNGs of {side}x{side} ({body_mb:.1f} MB)": (1, lambda c: c.post("/predict", files=files)),
+        f"the same from {threads} clients at once (one per decode thread)": (threads, lambda c: c.post("/predict", files=files)),
+        f"V2 JSON image_pixels [1, {height}, 1000, 3] ({len(pixels) / 1e6:.1f} MB)": (
+            1, lambda c: c.post(f"/v2/models/{REGISTERED_MODEL_NAME}/infer", content=pixels, headers={"Content-Type": "application/json"})
+        ),
+    }
+    with httpx.Client(base_url=url, timeout=300) as client:
+        for _ in range(3):  # warm: allocator pools, the first decode
+            client.post("/predict", files={"file": ("lesion.jpg", jpeg, "image/jpeg")}).raise_for_status()
+    print(f"serving RSS after warm-up {psutil.Process(service.process.pid).memory_info().rss / 1024 / 1024:.0f} MB; "
+          f"{threads} decode threads; load average {os.getloadavg()[0]:.1f}")
+    print(f"{'worst legal request':<72} {'peak MB above':>14} {'seconds':>8}  statuses")
+    for name, (clients, send) in cases.items():
+
+        def send_all() -> list[int]:
+            statuses: list[int] = []
+
+            def one() -> None:
+                with httpx.Client(base_url=url, timeout=300) as client:
+                    statuses.append(send(client).status_code)
+
+            senders = [threading.Thread(target=one) for _ in range(clients)]
+            for sender in senders:
+                sender.start()
+            for sender in senders:
+                sender.join()
+            return statuses
+
+        peak_mb, seconds, statuses = peak_memory(service.process.pid, send_all)
+        print(f"{name:<72} {peak_mb:>14.0f} {seconds:>8.2f}  {statuses}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI"))
@@ -321,6 +413,7 @@ def main() -> None:
     parser.add_argument("--image", type=Path, default=IMAGE)
     parser.add_argument("--zoo-model", help="without --tracking-uri: register this zoo model (e.g. ensemble, the "
                         "graph's champion) untrained instead of basic_cnn at 224 px")
+    parser.add_argument("--worst-request", action="store_true", help="only the peak memory and time of the worst legal requests")
     args = parser.parse_args()
 
     jpeg = args.image.read_bytes()
@@ -342,39 +435,43 @@ def main() -> None:
         else:
             pinned = model_uri
         print(f"model {pinned} ({model_uri}) from {tracking_uri}; image {args.image} ({len(jpeg)} bytes)", flush=True)
+        if args.worst_request:
+            serving, url = start_serving(work, "serving", tracking_uri, pinned)
+            services.append(serving)
+            worst_requests(serving, url, jpeg)
+        else:
+            in_process, size = bench_in_process(pinned, jpeg, budget)
+            print("in-process done", flush=True)
 
-        in_process, size = bench_in_process(pinned, jpeg, budget)
-        print("in-process done", flush=True)
+            serving, url = start_serving(work, "serving", tracking_uri, model_uri)
+            services.append(serving)
+            files = {"file": ("lesion.jpg", jpeg, "image/jpeg")}
+            ours = bench_http("serving (this app)", url, lambda c: c.post("/predict", files=files), budget)
+            infer_path = f"/v2/models/{REGISTERED_MODEL_NAME}/infer"
+            v2_body, v2_headers = v2_files_request([jpeg])
+            ours += bench_http("serving V2 infer", url, lambda c: c.post(infer_path, content=v2_body, headers=v2_headers), budget)
+            reload = reload_latency(url, tracking_uri, model_uri, jpeg) if aliased else None
+            print("serving done", flush=True)
 
-        serving, url = start_serving(work, "serving", tracking_uri, model_uri)
-        services.append(serving)
-        files = {"file": ("lesion.jpg", jpeg, "image/jpeg")}
-        ours = bench_http("serving (this app)", url, lambda c: c.post("/predict", files=files), budget)
-        infer_path = f"/v2/models/{REGISTERED_MODEL_NAME}/infer"
-        v2_body, v2_headers = v2_files_request([jpeg])
-        ours += bench_http("serving V2 infer", url, lambda c: c.post(infer_path, content=v2_body, headers=v2_headers), budget)
-        reload = reload_latency(url, tracking_uri, model_uri, jpeg) if aliased else None
-        print("serving done", flush=True)
+            serving.stop()
+            # Two servers started alike, the same version pinned, only the prediction log differs.
+            logged, logged_url = start_serving(work, "serving-log-on", tracking_uri, pinned, prediction_log="on")
+            unlogged, unlogged_url = start_serving(work, "serving-log-off", tracking_uri, pinned, prediction_log="off")
+            services += [logged, unlogged]
+            log = log_cost(logged_url, unlogged_url, files, budget)
+            logged.stop()
+            unlogged.stop()
+            print("prediction log on/off done", flush=True)
 
-        serving.stop()
-        # Two servers started alike, the same version pinned, only the prediction log differs.
-        logged, logged_url = start_serving(work, "serving-log-on", tracking_uri, pinned, prediction_log="on")
-        unlogged, unlogged_url = start_serving(work, "serving-log-off", tracking_uri, pinned, prediction_log="off")
-        services += [logged, unlogged]
-        log = log_cost(logged_url, unlogged_url, files, budget)
-        logged.stop()
-        unlogged.stop()
-        print("prediction log on/off done", flush=True)
-
-        mlflow_serve, mlflow_url = start_mlflow_serve(work, tracking_uri, pinned)
-        services.append(mlflow_serve)
-        payload = json.dumps({"inputs": decode_image(jpeg, size)[None].tolist()}).encode()
-        headers = {"Content-Type": "application/json"}
-        theirs = bench_http(
-            "mlflow models serve", mlflow_url, lambda c: c.post("/invocations", content=payload, headers=headers), budget
-        )
-        print(f"mlflow models serve done (JSON payload {len(payload) / 1e6:.1f} MB)", flush=True)
-        print_table(in_process + ours + log + theirs, in_process, theirs, reload, log)
+            mlflow_serve, mlflow_url = start_mlflow_serve(work, tracking_uri, pinned)
+            services.append(mlflow_serve)
+            payload = json.dumps({"inputs": decode_image(jpeg, size)[None].tolist()}).encode()
+            headers = {"Content-Type": "application/json"}
+            theirs = bench_http(
+                "mlflow models serve", mlflow_url, lambda c: c.post("/invocations", content=payload, headers=headers), budget
+            )
+            print(f"mlflow models serve done (JSON payload {len(payload) / 1e6:.1f} MB)", flush=True)
+            print_table(in_process + ours + log + theirs, in_process, theirs, reload, log)
     except BaseException:
         print(f"benchmark failed; server logs are kept in {work}", file=sys.stderr)
         raise

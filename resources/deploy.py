@@ -72,6 +72,9 @@ class ServingTarget(dg.ConfigurableResource, ABC):
     """Where serving answers (one replica, or a load balancer in front of them)."""
     mlflow_tracking_uri: str
     """The registry holding the alias serving loads."""
+    mlflow_username: str | None = None
+    mlflow_password: str | None = None
+    """Basic-auth credentials of a tracking server that asks for them (MLflow's `--app-name basic-auth`)."""
     timeout_seconds: float = 180.0
 
     @property
@@ -102,7 +105,8 @@ class ServingTarget(dg.ConfigurableResource, ABC):
         """The registered model's aliases through one bounded REST call; None: no such model."""
         url = f"{self.mlflow_tracking_uri.rstrip('/')}/api/2.0/mlflow/registered-models/get"
         try:
-            response = httpx.get(url, params={"name": REGISTERED_MODEL_NAME}, timeout=PROBE_TIMEOUT_SECONDS)
+            credentials = (self.mlflow_username, self.mlflow_password) if self.mlflow_username else None
+            response = httpx.get(url, params={"name": REGISTERED_MODEL_NAME}, auth=credentials, timeout=PROBE_TIMEOUT_SECONDS)
         except httpx.HTTPError as error:
             raise DeployError(
                 f"MLflow tracking server {self.mlflow_tracking_uri} (MLFLOW_TRACKING_URI) is unreachable: {error}"

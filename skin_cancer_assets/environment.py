@@ -174,6 +174,8 @@ def serving_target() -> ServingTarget:
     common = {
         "serving_url": _env_or("SERVING_URL", DEFAULT_SERVING_URL),
         "mlflow_tracking_uri": _env_or("MLFLOW_TRACKING_URI", local_tracking_uri()),
+        "mlflow_username": _env_or("MLFLOW_TRACKING_USERNAME"),  # the names MLflow's own client reads
+        "mlflow_password": _env_or("MLFLOW_TRACKING_PASSWORD"),
     }
     if kind == "local":
         return LocalServingTarget(admin_token=dg.EnvVar("SERVING_ADMIN_TOKEN"), **common)

@@ -26,6 +26,7 @@ from tests.helpers import free_port, send_json
 from tests.serving.serving_support import ADMIN_TOKEN
 from tests.skin_cancer_assets.pipeline import champion_alias_restored, champion_version
 from tests.skin_cancer_assets.redeploy_support import register_copy, start_ready_serving
+from tests.skin_cancer_assets.registry_proxy import FailingProxy
 
 LOG = logging.getLogger("test_deploy")
 NOWHERE = "http://127.0.0.1:9"  # the discard port: nothing answers there
@@ -79,6 +80,20 @@ def test_an_unreachable_registry_is_named():
     target = LocalServingTarget(mlflow_tracking_uri=NOWHERE, admin_token="token")
     with pytest.raises(DeployError, match=f"MLflow tracking server {NOWHERE} .* is unreachable"):
         target.champion_version()
+
+
+def test_a_tracking_server_behind_basic_auth_is_asked_with_the_credentials(mlflow_server):
+    """MLflow's basic-auth app (on in the Compose stack) answers 401 to a call without them."""
+    proxy = FailingProxy(mlflow_server, failing_path="/nothing-fails", credentials=("admin", "s3cret"))
+    try:
+        anonymous = LocalServingTarget(mlflow_tracking_uri=proxy.url, admin_token="token")
+        with pytest.raises(DeployError, match="answered 401: You are not authenticated"):
+            anonymous.champion_version()
+        signed_in = anonymous.model_copy(update={"mlflow_username": "admin", "mlflow_password": "s3cret"})
+        direct = LocalServingTarget(mlflow_tracking_uri=mlflow_server, admin_token="token")
+        assert signed_in.champion_version() == direct.champion_version()
+    finally:
+        proxy.stop()
 
 
 def test_the_champion_is_what_the_alias_names_and_none_without_one(tmp_path):

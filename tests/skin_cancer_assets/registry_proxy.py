@@ -1,5 +1,7 @@
-"""A tiny real HTTP proxy on loopback in front of the MLflow server, answering 503 to chosen calls."""
+"""A tiny real HTTP proxy on loopback in front of the MLflow server, answering 503 to chosen calls
+and, when given credentials, 401 to calls without them (as MLflow's basic-auth app does)."""
 
+import base64
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -9,15 +11,20 @@ HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length",
 
 
 class FailingProxy:
-    """Forwards every request to `upstream`, except those whose path contains `failing_path`."""
+    """Forwards every request to `upstream`, except those whose path contains `failing_path` and,
+    with `credentials` (user, password), those without them."""
 
-    def __init__(self, upstream: str, failing_path: str):
+    def __init__(self, upstream: str, failing_path: str, credentials: tuple[str, str] | None = None):
         self.failed = 0
         proxy = self
+        expected = "Basic " + base64.b64encode(":".join(credentials).encode()).decode() if credentials else None
 
         class Handler(BaseHTTPRequestHandler):
             def _forward(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if expected and self.headers.get("Authorization") != expected:
+                    self._answer(401, {"Content-Type": "text/plain"}, b"You are not authenticated.")
+                    return
                 if failing_path in self.path:
                     proxy.failed += 1
                     self._answer(503, {"Content-Type": "text/plain"}, b"upstream unavailable")

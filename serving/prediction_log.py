@@ -106,6 +106,7 @@ class PredictionLog:
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Flush what is queued (waiting at most `timeout_s`) and end the thread."""
+        log.info("prediction log stopping: writing the %d records waiting", self._queue.qsize())
         self._stop.set()
         self._wake.set()
         self._thread.join(timeout_s)

@@ -367,7 +367,8 @@ def test_sigterm_stores_every_waiting_record(tmp_path_factory, smoke_champion, i
 
 def test_sigterm_drains_several_waiting_batches(tmp_path_factory, smoke_champion, images):
     """Batches of 2 into a bucket whose server is paused (SIGSTOP): the writer hangs on the first
-    batch while three more wait; serving gets SIGTERM, the bucket resumes, and all are stored."""
+    batch while three more wait; serving gets SIGTERM, the bucket resumes once the log is stopping,
+    and all are stored."""
     s3 = S3Server(tmp_path_factory.mktemp("paused-s3"))
     bucket = s3.new_bucket()
     server = _serving(tmp_path_factory, smoke_champion, "log-drain", PREDICTION_LOG_FLUSH_S="3600", PREDICTION_LOG_BATCH="2", **_s3_env(s3, bucket))
@@ -378,6 +379,9 @@ def test_sigterm_drains_several_waiting_batches(tmp_path_factory, smoke_champion
             with httpx.Client(base_url=server.url, timeout=60) as client:
                 ids = [p["prediction_id"] for _ in range(4) for p in _predict(client, images[:2])]
             os.killpg(server.service.process.pid, signal.SIGTERM)
+            deadline = time.monotonic() + 20  # resume the bucket only once the log is stopping
+            while "prediction log stopping" not in server.service.log_tail() and time.monotonic() < deadline:
+                time.sleep(0.05)
         finally:
             os.killpg(moto, signal.SIGCONT)
         server.service.process.wait(30)

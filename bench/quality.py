@@ -116,6 +116,8 @@ def asset_figures(home: Path) -> dict:
                 **{name: found[f"test_{name}"] for name in METRICS},
                 "distinct": {name: found[f"distinct_test_{name}"] for name in METRICS},
                 "distinct_images": found["distinct_test_images"],
+                "operating_points": found["operating_points"],
+                "roc_auc_interval": found["test_roc_auc_interval"],
                 "threshold": found["threshold"],
                 "margin_cost": found["margin_specificity_cost"],
                 "training_seconds": found["training_seconds"],
@@ -136,6 +138,10 @@ def print_report(runs: list[dict]) -> None:
             f"| {label} | {m['roc_auc']:.3f} | {m['accuracy']:.3f} | {m['recall_malignant']:.3f} | "
             f"{m['specificity']:.3f} | {m['threshold']:.3f} | {m['margin_cost']:.3f} | {m['training_seconds'] / 60:.1f} min | {m['epochs_run']} |"
         )
+    champion = last["champion"]
+    print(f"\nthe champion's two operating points, both chosen on validation (test ROC-AUC {champion['roc_auc']:.3f}, "
+          f"95 % bootstrap interval {champion['roc_auc_interval']}; Wilson intervals):")
+    print(champion["operating_points"])
     print(f"\nwithout the {last['near_duplicates']} test images that have a near-duplicate among the training images:")
     print("| model | test images | ROC-AUC | accuracy | malignant recall | specificity |")
     print("|---|---:|---:|---:|---:|---:|")

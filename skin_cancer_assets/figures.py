@@ -1,4 +1,4 @@
-"""Pictures for MLflow (linked from the Dagster UI): learning curves and the confusion matrix."""
+"""Pictures for MLflow (linked from the Dagster UI): learning curves, the confusion matrix, the test curves."""
 
 from skin_cancer_contract.data import CLASSES
 
@@ -49,3 +49,35 @@ def close(figure) -> None:
     import matplotlib.pyplot as plt
 
     plt.close(figure)
+
+
+def test_curves(labels, probs, operating_points: dict[str, float], title: str):
+    """ROC, precision-recall and calibration on the test images, the operating points marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.calibration import calibration_curve
+    from sklearn.metrics import precision_recall_curve, roc_curve
+
+    figure, (roc, pr, calibration) = plt.subplots(1, 3, figsize=(12, 3.6))
+    false_positive_rate, recall, _ = roc_curve(labels, probs)
+    roc.plot(false_positive_rate, recall)
+    roc.plot([0, 1], [0, 1], linestyle=":", color="grey")
+    roc.set(xlabel="1 - specificity", ylabel="malignant recall", title="ROC")
+    precision, pr_recall, _ = precision_recall_curve(labels, probs)
+    pr.plot(pr_recall, precision)
+    pr.set(xlabel="malignant recall", ylabel="precision", title="precision-recall")
+    for name, threshold in operating_points.items():
+        called = probs >= threshold
+        tpr, fpr = called[labels == 1].mean(), called[labels == 0].mean()
+        roc.scatter([fpr], [tpr], zorder=3, label=f"{name} ({threshold:.3f})")
+        pr.scatter([tpr], [labels[called].mean() if called.any() else 1.0], zorder=3)
+    roc.legend(fontsize=8, loc="lower right")
+    observed, predicted = calibration_curve(labels, probs, n_bins=10, strategy="quantile")
+    calibration.plot(predicted, observed, marker="o")
+    calibration.plot([0, 1], [0, 1], linestyle=":", color="grey")
+    calibration.set(xlabel="predicted probability (deciles)", ylabel="share malignant", title="calibration")
+    figure.suptitle(title)
+    figure.tight_layout()
+    return figure

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 from skin_cancer_assets.model_zoo import ModelSpec, build_model
 from skin_cancer_assets.training_config import EnsembleConfig, TrainingConfig
-from skin_cancer_contract.evaluation import evaluate, threshold_for_recall
+from skin_cancer_contract.evaluation import evaluate, threshold_for_accuracy, threshold_for_recall
 
 EpochLogger = Callable[[str, int, dict[str, float]], None]
 """Called as (run label, epoch, metrics) after every epoch."""
@@ -42,6 +42,9 @@ class TrainedModel:
     history: dict[str, list[float]]
     """Per-epoch metrics; for cross-validated models, the folds' histories averaged."""
     threshold: float
+    """The served operating point: chosen on validation for the target malignant recall, with its margin."""
+    accuracy_threshold: float
+    """The second operating point, reported: the validation threshold with the most correct calls."""
     validation_metrics: dict[str, float]
     fold_metrics: list[dict[str, float]]
     margin_specificity_cost: float
@@ -113,7 +116,8 @@ def _with_threshold(model, history, fold_metrics, config: TrainingConfig | Ensem
     metrics = evaluate(val_labels, val_probs, threshold)
     without_margin = evaluate(val_labels, val_probs, threshold_for_recall(val_labels, val_probs, config.target_recall))
     margin_cost = without_margin["specificity"] - metrics["specificity"]
-    return TrainedModel(model, history, threshold, metrics, fold_metrics, margin_cost, val_probs)
+    accuracy_threshold = threshold_for_accuracy(val_labels, val_probs)
+    return TrainedModel(model, history, threshold, accuracy_threshold, metrics, fold_metrics, margin_cost, val_probs)
 
 
 def _train_cross_validated(spec, config, images, labels, train_idx, log_epoch):

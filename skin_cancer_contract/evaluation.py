@@ -80,16 +80,16 @@ def split_digest(images: np.ndarray, labels: np.ndarray) -> str:
 def _midranks(values: np.ndarray) -> np.ndarray:
     """1-based ranks of `values`, ties sharing the mean of their ranks."""
     order = np.argsort(values, kind="mergesort")
-    ordered = values[order]
+    _, first, counts = np.unique(values[order], return_index=True, return_counts=True)
     ranks = np.empty(len(values), dtype=np.float64)
-    start = 0
-    while start < len(values):
-        end = start
-        while end + 1 < len(values) and ordered[end + 1] == ordered[start]:
-            end += 1
-        ranks[order[start : end + 1]] = (start + end) / 2 + 1
-        start = end + 1
+    ranks[order] = np.repeat(first + (counts + 1) / 2, counts)
     return ranks
+
+
+def _roc_auc(positive: np.ndarray, negative: np.ndarray) -> float:
+    """ROC-AUC from the scores of the malignant and the benign images (Mann-Whitney U)."""
+    m, n = len(positive), len(negative)
+    return float((_midranks(np.concatenate([positive, negative]))[:m].sum() - m * (m + 1) / 2) / (m * n))
 
 
 def paired_roc_auc_difference(labels: np.ndarray, first: np.ndarray, second: np.ndarray) -> tuple[float, float]:
@@ -110,3 +110,33 @@ def paired_roc_auc_difference(labels: np.ndarray, first: np.ndarray, second: np.
     covariance = np.cov(positive_parts) / m + np.cov(negative_parts) / n
     variance = covariance[0, 0] + covariance[1, 1] - 2 * covariance[0, 1]
     return float(aucs[0] - aucs[1]), float(math.sqrt(max(variance, 0.0)))
+
+
+def threshold_for_accuracy(labels: np.ndarray, probs: np.ndarray) -> float:
+    """The lowest threshold that makes the most correct calls on (labels, probs): the second
+    operating point, reported beside the recall threshold that is served."""
+    candidates = np.unique(probs)
+    correct = [int(np.sum((probs >= t) == (labels == 1))) for t in candidates]
+    return float(candidates[int(np.argmax(correct))]) if len(candidates) else 0.5
+
+
+def with_intervals(labels: np.ndarray, probs: np.ndarray, threshold: float, resamples: int = 1000) -> dict[str, float]:
+    """`evaluate` and a 95 % interval for each figure people act on: Wilson for accuracy, malignant
+    recall and specificity (proportions of known counts), a stratified bootstrap for ROC-AUC."""
+    figures = evaluate(labels, probs, threshold)
+    tp, fn, tn, fp = (figures[k] for k in ("true_positives", "false_negatives", "true_negatives", "false_positives"))
+    counts = {"accuracy": (tp + tn, len(labels)), "recall_malignant": (tp, tp + fn), "specificity": (tn, tn + fp)}
+    for name, (successes, total) in counts.items():
+        low, high = wilson_interval(successes, total) or (math.nan, math.nan)
+        # at 0 or 1 Wilson's bound is the point itself but for rounding: keep the point inside
+        figures[f"{name}_low"], figures[f"{name}_high"] = min(low, figures[name]), max(high, figures[name])
+    rng = np.random.default_rng(0)
+    positive, negative = probs[labels == 1].astype(np.float64), probs[labels == 0].astype(np.float64)
+    if len(positive) and len(negative):
+        resampled = [  # each class resampled apart, so every draw has both
+            _roc_auc(rng.choice(positive, len(positive)), rng.choice(negative, len(negative))) for _ in range(resamples)
+        ]
+        figures["roc_auc_low"], figures["roc_auc_high"] = (float(q) for q in np.quantile(resampled, [0.025, 0.975]))
+    else:
+        figures["roc_auc_low"] = figures["roc_auc_high"] = math.nan
+    return figures

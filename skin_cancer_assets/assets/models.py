@@ -9,17 +9,18 @@ import dagster as dg
 import numpy as np
 
 from resources.mlflow_tracking import MlflowTracking, artifact_url, run_url
-from skin_cancer_assets import figures, training
+from skin_cancer_assets import figures, model_card, training
 from skin_cancer_assets.election import Candidate
 from skin_cancer_assets.model_zoo import ZOO, ModelSpec, build_model
 from skin_cancer_assets.profiles import Profile
 from skin_cancer_assets.splitting import rows_of
 from skin_cancer_assets.training_config import config_class_for
 from skin_cancer_assets.versioning import code_version
-from skin_cancer_contract.evaluation import METRICS, evaluate, split_digest
+from skin_cancer_contract.evaluation import METRICS, evaluate, split_digest, with_intervals
 from skin_cancer_contract.registry import REGISTERED_MODEL_NAME, VALIDATION_PROBABILITIES
 
-LEARNING_CURVES, CONFUSION_MATRIX = "learning_curves.png", "confusion_matrix.png"
+LEARNING_CURVES, CONFUSION_MATRIX, TEST_CURVES = "learning_curves.png", "confusion_matrix.png", "test_curves.png"
+SERVED_POINT, ACCURACY_POINT = "served (malignant recall 0.90 with margin)", "accuracy-maximising (reported)"
 TRAINING_IMAGES = "training_images.json"
 """Run artifact: the sha256 of every image the network was fitted on, so a later election can
 score it only on images it has never seen."""
@@ -100,14 +101,18 @@ def model_asset(spec: ModelSpec, profile: Profile, gpu_tags: dict) -> dg.AssetsD
             validation_probabilities = [round(float(p), 6) for p in trained.validation_probabilities]
             mlflow.log_dict({"sha256": validation_ids, "probability_malignant": validation_probabilities}, VALIDATION_PROBABILITIES)
             probs = training.predict(trained.model, test_images, config.batch_size)
-            test = evaluate(test_labels, probs, trained.threshold)
+            test = with_intervals(test_labels, probs, trained.threshold)
+            at_accuracy_point = with_intervals(test_labels, probs, trained.accuracy_threshold)
+            points = {SERVED_POINT: (trained.threshold, test), ACCURACY_POINT: (trained.accuracy_threshold, at_accuracy_point)}
             distinct = _distinct_test_figures(test_image_ids, validation_split["near_duplicate_test_images"], test_labels, probs, trained.threshold)
             seconds = time.monotonic() - started
             evaluation = {
                 **{f"test_{k}": v for k, v in test.items()},
                 **distinct,
+                **{f"accuracy_point_test_{k}": v for k, v in at_accuracy_point.items()},
                 **{f"val_{k}": v for k, v in trained.validation_metrics.items()},
                 "threshold": trained.threshold,
+                "accuracy_threshold": trained.accuracy_threshold,
                 "val_margin_specificity_cost": trained.margin_specificity_cost,
                 "training_seconds": seconds,
             }
@@ -119,7 +124,12 @@ def model_asset(spec: ModelSpec, profile: Profile, gpu_tags: dict) -> dg.AssetsD
             # Logged after the last epoch's step, so the logged model links these and not the curves.
             final_step = 0 if spec.members else config.epochs
             mlflow.log_metrics(evaluation, step=final_step)
-            pictures = {CONFUSION_MATRIX: figures.confusion_matrix(test, f"{spec.name}: test set")}
+            pictures = {
+                CONFUSION_MATRIX: figures.confusion_matrix(test, f"{spec.name}: test set"),
+                TEST_CURVES: figures.test_curves(
+                    test_labels, probs, {"served": trained.threshold, "accuracy": trained.accuracy_threshold}, f"{spec.name}: test set"
+                ),
+            }
             if trained.history:  # an ensemble has no epochs of its own
                 pictures[LEARNING_CURVES] = figures.learning_curves(trained.history, f"{spec.name}: learning curves")
             for path, figure in pictures.items():
@@ -135,6 +145,7 @@ def model_asset(spec: ModelSpec, profile: Profile, gpu_tags: dict) -> dg.AssetsD
                 tags={
                     "model_class": spec.name,
                     "threshold": f"{trained.threshold:.6f}",
+                    "accuracy_threshold": f"{trained.accuracy_threshold:.6f}",
                     "image_size": str(test_images.shape[1]),
                     "validation_digest": validation_digest,
                     "test_digest": test_digest,
@@ -142,6 +153,10 @@ def model_asset(spec: ModelSpec, profile: Profile, gpu_tags: dict) -> dg.AssetsD
                     **member_tags,
                 },
             )
+            data = {"fitted": len(fitted_rows), "validation": len(validation_rows), "test": len(test_labels), "split_digest": validation_digest}
+            near_duplicates = len(validation_split["near_duplicate_test_images"])
+            card = model_card.model_card(spec.name, spec.description, data, points, near_duplicates, distinct)
+            mlflow.MlflowClient().update_model_version(REGISTERED_MODEL_NAME, registered, description=card)
             candidate = Candidate(
                 model_class=spec.name,
                 version=registered,
@@ -167,6 +182,9 @@ def model_asset(spec: ModelSpec, profile: Profile, gpu_tags: dict) -> dg.AssetsD
                 "mlflow_run": dg.MetadataValue.url(run_url(mlflow.ui_url, run.info.experiment_id, run.info.run_id)),
                 "mlflow_model_version": int(registered),
                 "threshold": trained.threshold,
+                "accuracy_threshold": trained.accuracy_threshold,
+                "operating_points": dg.MetadataValue.md(model_card.operating_points_table(points)),
+                "test_roc_auc_interval": f"{test['roc_auc_low']:.3f}-{test['roc_auc_high']:.3f}",
                 "margin_specificity_cost": dg.MetadataValue.float(trained.margin_specificity_cost),
                 "training_seconds": round(seconds, 1),
                 "epochs_run": len(trained.history.get("loss", [])),

@@ -59,7 +59,11 @@ def test_each_model_logs_its_own_run_with_params_curves_and_metrics(smoke_champi
             assert metric in run.data.metrics, f"{name} misses {metric}"
         assert run.data.metrics["val_margin_specificity_cost"] >= 0.0  # a margin only ever lowers the threshold
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-        assert {TRAINING_IMAGES, "confusion_matrix.png"} <= artifacts
+        assert {TRAINING_IMAGES, "confusion_matrix.png", "test_curves.png"} <= artifacts
+        for metric in ("accuracy", "recall_malignant", "specificity", "roc_auc"):
+            low, high = run.data.metrics[f"test_{metric}_low"], run.data.metrics[f"test_{metric}_high"]
+            assert low <= run.data.metrics[f"test_{metric}"] <= high
+        assert {"accuracy_threshold", "accuracy_point_test_accuracy", "accuracy_point_test_accuracy_low"} <= set(run.data.metrics)
         assert ("learning_curves.png" in artifacts) == (name not in ENSEMBLES), "an ensemble has no epochs to draw"
         fitted = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/{TRAINING_IMAGES}")["sha256"]
         held_out = int(run.data.params["validation_images"])
@@ -97,7 +101,11 @@ def test_each_model_is_a_registered_version_tagged_for_the_election(smoke_champi
     assert {v.tags["model_class"] for v in versions} == MODELS
     assert len({v.tags["dagster_run_id"] for v in versions}) == 1
     for version in versions:
-        assert 0.0 <= float(version.tags["threshold"]) <= 1.0
+        assert 0.0 <= float(version.tags["threshold"]) <= 1.0 and 0.0 <= float(version.tags["accuracy_threshold"]) <= 1.0
+        card = version.description  # the model card, with both operating points and their intervals
+        assert "not a diagnosis" in card and "served (malignant recall 0.90 with margin)" in card
+        assert "accuracy-maximising (reported)" in card and "Wilson for proportions" in card
+        assert f"{float(version.tags['accuracy_threshold']):.3f}" in card
     # every class was measured on the same validation images and the same test images
     assert len({v.tags["validation_digest"] for v in versions}) == 1
     by_class = {v.tags["model_class"]: v for v in versions}

@@ -111,3 +111,32 @@ def test_identical_scores_differ_by_nothing_and_too_few_images_are_refused():
     assert paired_roc_auc_difference(labels, scores, scores) == (0.0, 0.0)
     with pytest.raises(ValueError, match="two images of each class, got 1 malignant and 3 benign"):
         paired_roc_auc_difference(np.array([0, 0, 0, 1]), np.ones(4), np.ones(4))
+
+
+def test_the_accuracy_threshold_makes_the_most_correct_calls():
+    from skin_cancer_contract.evaluation import threshold_for_accuracy
+
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 2, 300)
+    probs = np.clip(labels * 0.35 + rng.random(300) * 0.65, 0, 1)
+    best = threshold_for_accuracy(labels, probs)
+    accuracy = {t: evaluate(labels, probs, t)["accuracy"] for t in np.unique(probs)}
+    assert accuracy[best] == max(accuracy.values())
+    assert best == min(t for t, a in accuracy.items() if a == accuracy[best])
+
+
+def test_every_figure_comes_with_a_95_percent_interval_that_narrows_with_more_images():
+    from skin_cancer_contract.evaluation import with_intervals
+
+    rng = np.random.default_rng(4)
+    widths = []
+    for count in (100, 1600):
+        labels = rng.integers(0, 2, count)
+        probs = np.clip(labels * 0.3 + rng.random(count) * 0.7, 0, 1)
+        figures = with_intervals(labels, probs, 0.5)
+        for name in ("accuracy", "recall_malignant", "specificity", "roc_auc"):
+            assert figures[f"{name}_low"] < figures[name] < figures[f"{name}_high"], name
+        low, high = wilson_interval(figures["true_positives"], figures["true_positives"] + figures["false_negatives"])
+        assert (figures["recall_malignant_low"], figures["recall_malignant_high"]) == (low, high)
+        widths.append(figures["roc_auc_high"] - figures["roc_auc_low"])
+    assert widths[1] < widths[0] / 3  # about 1/sqrt(16) as wide

@@ -70,7 +70,7 @@ dev-postgres: install  ## `make dev` on a local PostgreSQL: Dagster storage and 
 postgres-down:  ## Stop the PostgreSQL of `make dev-postgres` (its data stays in PG_STATE).
 	deploy/local-postgres/stop.sh $(PG_STATE)
 
-bench: bench-preprocess bench-io bench-serving  ## The benchmarks that take minutes (bench-quality takes about 12).
+bench: bench-preprocess bench-io bench-serving  ## The benchmarks that take minutes (bench-quality takes 12 to 24).
 bench-preprocess: install  ## Preprocessing of every image against the seed's PIL loop: speed, peak memory.
 	$(BIN)/python bench/preprocess.py
 bench-io: install  ## The IO manager against raw boto3 and dagster-aws on the real train_images (local moto_server).
@@ -79,7 +79,7 @@ bench-serving: install  ## Serving against in-process prediction and `mlflow mod
 	$(BIN)/python bench/serving.py
 bench-redeploy: install  ## A champion's way to serving under 8 posting clients, phase by phase (a few minutes; prints its wall time).
 	$(BIN)/python bench/redeploy.py
-bench-quality: install  ## The default graph on the full data against the quality targets (about 12 min).
+bench-quality: install  ## The default graph on the full data against the quality targets (12 to 24 min in the last runs).
 	$(BIN)/python bench/quality.py
 bench-recipes: install  ## basic_cnn's recipe table in docs/results.md: augmentation, a constant learning rate (about 20 min).
 	$(BIN)/python bench/recipes.py --model basic_cnn --recipes augment,augment_no_cosine_decay,zoo

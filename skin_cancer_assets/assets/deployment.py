@@ -14,7 +14,8 @@ later (give or take 2 s); after that the convergence sensor takes over."""
 @dg.asset(group_name="serving", kinds={"fastapi"}, deps=["champion_model"], retry_policy=DEPLOY_RETRIES)
 def serving_deployment(context: dg.AssetExecutionContext, serving_target: ServingTarget) -> dg.Output[dict]:
     """What was deployed, where and when. Deploys the version the `champion` alias names when the
-    step runs (not one recorded earlier), and succeeds once every replica reports the alias's version."""
+    step runs (not one recorded earlier), and succeeds once serving reports the alias's version (every
+    process behind the URL for `local` and `docker`; on Kubernetes, the Service after the rollout)."""
     result = serving_target.deploy(context.log)
     served = result["served"]
     record = {

@@ -8,6 +8,7 @@ import dagster as dg
 import numpy as np
 
 from skin_cancer_assets.election import Decision
+from skin_cancer_assets.preprocessing import images_per_split_and_class
 from skin_cancer_contract.data import LABELS, SPLITS
 
 NO_TRAIN_TEST_LEAK = dg.AssetCheckSpec(
@@ -66,8 +67,7 @@ def no_train_test_leak(manifest: dict) -> dg.AssetCheckResult:
 
 def data_gates(manifest: dict, listed: int, previous_images: int | None, config) -> list[dg.AssetCheckResult]:
     """The blocking gates new data must pass before anything trains on it (`DataGatesConfig`)."""
-    images_in = [(entry["split"], entry["label"]) for entry in manifest["images"]]
-    counts = {f"{split}/{label}": images_in.count((split, label)) for split in SPLITS for label in LABELS}
+    counts = images_per_split_and_class(manifest["images"])
     too_few = {group: count for group, count in counts.items() if count < config.min_images_per_class}
     rejected_share = len(manifest["rejected"]) / max(1, listed)
     images = len(manifest["images"])

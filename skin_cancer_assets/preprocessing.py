@@ -7,12 +7,13 @@ same images in the same order.
 import hashlib
 import json
 import os
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 import numpy as np
 
-from skin_cancer_contract.data import SPLITS
+from skin_cancer_contract.data import CLASSES, SPLITS
 from skin_cancer_contract.imaging import ImageDecodeError, decode_image, open_image
 
 WORKERS = 2 * (os.cpu_count() or 1)
@@ -43,6 +44,12 @@ def inspect_image(source: ImageReader, split: str, label: str, path: str) -> dic
 def inspect_all(source: ImageReader, listed: list[tuple[str, str, str]]) -> list[dict]:
     with ThreadPoolExecutor(WORKERS) as pool:
         return list(pool.map(lambda item: inspect_image(source, *item), listed))
+
+
+def images_per_split_and_class(entries: list[dict]) -> dict[str, int]:
+    """How many of `entries` each split and class holds, as "split/class" (every pair, 0 included)."""
+    found = Counter(f"{entry['split']}/{entry['label']}" for entry in entries)
+    return {f"{split}/{label}": found[f"{split}/{label}"] for split in SPLITS for label in CLASSES}
 
 
 def first_per_class(listed: list[tuple], cap: int | None) -> list[tuple]:

@@ -100,16 +100,16 @@ def paired_roc_auc_difference(labels: np.ndarray, first: np.ndarray, second: np.
     m, n = int(positive.sum()), int(negative.sum())
     if m < 2 or n < 2:
         raise ValueError(f"a paired ROC-AUC comparison needs two images of each class, got {m} malignant and {n} benign")
-    aucs, positive_parts, negative_parts = [], [], []
+    positive_parts, negative_parts = [], []
     for scores in (first, second):
         pos, neg = scores[positive].astype(np.float64), scores[negative].astype(np.float64)
         combined = _midranks(np.concatenate([pos, neg]))
-        aucs.append((combined[:m].sum() - m * (m + 1) / 2) / (m * n))
         positive_parts.append((combined[:m] - _midranks(pos)) / n)  # share of benign ranked below each malignant
         negative_parts.append(1.0 - (combined[m:] - _midranks(neg)) / m)  # share of malignant ranked above each benign
     covariance = np.cov(positive_parts) / m + np.cov(negative_parts) / n
     variance = covariance[0, 0] + covariance[1, 1] - 2 * covariance[0, 1]
-    return float(aucs[0] - aucs[1]), float(math.sqrt(max(variance, 0.0)))
+    difference = positive_parts[0].mean() - positive_parts[1].mean()  # each mean is that model's ROC-AUC
+    return float(difference), float(math.sqrt(max(variance, 0.0)))
 
 
 def threshold_for_accuracy(labels: np.ndarray, probs: np.ndarray) -> float:

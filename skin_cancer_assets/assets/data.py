@@ -11,6 +11,7 @@ from skin_cancer_assets import checks
 from skin_cancer_assets.preprocessing import (
     decode_split,
     first_per_class,
+    images_per_split_and_class,
     inspect_all,
     inspect_image,
     listing_digest,
@@ -53,10 +54,10 @@ def data_gates_config_for(profile: Profile) -> type[DataGatesConfig]:
 def _listing_seen_by_the_sensor(context: dg.AssetExecutionContext, stamped: list[tuple], location: str) -> None:
     """Fail when a retrain's source changed after the sensor saw it settle: train on what was seen."""
     expected = context.run.tags.get(SOURCE_DIGEST_TAG)
-    if expected and listing_digest(stamped) != expected:
+    if expected and (found := listing_digest(stamped)) != expected:
         raise dg.Failure(
             f"the data in {location} changed after the retrain sensor saw it settle (listing digest "
-            f"{listing_digest(stamped)[:12]}, the run was launched for {expected[:12]}); nothing was read. "
+            f"{found[:12]}, the run was launched for {expected[:12]}); nothing was read. "
             "The sensor launches another run once the source is quiet again."
         )
 
@@ -101,7 +102,6 @@ def _manifest(context, image_source: RawImageSource, listed: list[tuple[str, str
     rejected = [e for e in inspected if "reason" in e]
     for entry in rejected:
         context.log.warning(f"rejected {image_source.describe(entry['path'])}: {entry['reason']}")
-    counts = {f"{s}/{c}": sum(e["split"] == s and e["label"] == c for e in accepted) for s, c, _ in listed}
     digest = manifest_digest(accepted)
     manifest = {"location": image_source.location, "digest": digest, "images": accepted, "rejected": rejected}
     return manifest, {
@@ -109,7 +109,7 @@ def _manifest(context, image_source: RawImageSource, listed: list[tuple[str, str
         "images": len(accepted),
         "rejected": len(rejected),
         "rejected_files": dg.MetadataValue.json([{k: e[k] for k in ("path", "reason")} for e in rejected]),
-        "counts": dg.MetadataValue.json(counts),
+        "counts": dg.MetadataValue.json(images_per_split_and_class(accepted)),
         "bytes": sum(e["bytes"] for e in accepted),
         "digest": digest,
     }

@@ -8,22 +8,15 @@ import pytest
 from mlflow import MlflowClient
 from PIL import Image
 from tests.helpers import copy_version
-from tests.serving.serving_support import ADMIN_TOKEN, DATASET, MAX_UPLOAD_MB, Serving
+from tests.serving.serving_support import ADMIN_TOKEN, DATASET, MAX_UPLOAD_MB, Serving, champion_serving
 
 
 @pytest.fixture(scope="session")
 def serving(smoke_champion, tmp_path_factory) -> Serving:
     """Serving with the smoke champion, an admin token and a small upload limit, ready."""
-    server = Serving(
-        tmp_path_factory.mktemp("serving"),
-        {
-            "MODEL_URI": smoke_champion["model_uri"],
-            "MLFLOW_TRACKING_URI": smoke_champion["tracking_uri"],
-            "SERVING_ADMIN_TOKEN": ADMIN_TOKEN,
-            "MAX_UPLOAD_MB": str(MAX_UPLOAD_MB),
-        },
+    server = champion_serving(
+        tmp_path_factory.mktemp("serving"), smoke_champion, {"SERVING_ADMIN_TOKEN": ADMIN_TOKEN, "MAX_UPLOAD_MB": str(MAX_UPLOAD_MB)}
     )
-    server.wait_until(lambda client: client.get("/ready").status_code == 200, "became ready")
     yield server
     server.stop()
 

@@ -64,6 +64,13 @@ class Serving:
         self.service.stop()
 
 
+def champion_serving(work: Path, smoke_champion: dict, env: dict[str, str]) -> Serving:
+    """Serving of the smoke champion with `env` added, once `/ready` answers."""
+    server = Serving(work, {"MODEL_URI": smoke_champion["model_uri"], "MLFLOW_TRACKING_URI": smoke_champion["tracking_uri"], **env})
+    server.wait_until(lambda client: client.get("/ready").status_code == 200, "became ready")
+    return server
+
+
 def encode(image: Image.Image, fmt: str) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format=fmt)

@@ -12,7 +12,7 @@ import time
 
 import httpx
 import pytest
-from tests.serving.serving_support import ADMIN_TOKEN, Serving
+from tests.serving.serving_support import ADMIN_TOKEN, Serving, champion_serving
 
 FEEDBACK_TOKEN = "front-door-feedback-token"
 MONITORING_TOKEN = "front-door-monitoring-token"
@@ -24,13 +24,10 @@ TWENTY_MB = 20 * 1024 * 1024
 
 @pytest.fixture(scope="module")
 def door(smoke_champion, tmp_path_factory) -> Serving:
-    work = tmp_path_factory.mktemp("front-door")
-    server = Serving(
-        work,
+    server = champion_serving(
+        tmp_path_factory.mktemp("front-door"),
+        smoke_champion,
         {
-            "MODEL_URI": smoke_champion["model_uri"],
-            "MLFLOW_TRACKING_URI": smoke_champion["tracking_uri"],
-            "SKIN_CANCER_STATE": str(work / "state"),
             "SERVING_ADMIN_TOKEN": ADMIN_TOKEN,
             "SERVING_FEEDBACK_TOKEN": FEEDBACK_TOKEN,
             "SERVING_MONITORING_TOKEN": MONITORING_TOKEN,
@@ -40,7 +37,6 @@ def door(smoke_champion, tmp_path_factory) -> Serving:
             "SERVING_MIN_UPLOAD_RATE_KB_S": "100",
         },
     )
-    server.wait_until(lambda client: client.get("/ready").status_code == 200, "became ready")
     yield server
     server.stop()
 

@@ -15,7 +15,7 @@ from skin_cancer_assets.assets.monitoring import production_predictions
 from skin_cancer_assets.environment import build_resources, profile_from_env
 from skin_cancer_contract.imaging import resize_images
 from tests.resources.s3_support import ACCESS_KEY, REGION, SECRET_KEY, S3Server
-from tests.serving.serving_support import DATASET, Serving, metric_delta, metric_samples
+from tests.serving.serving_support import DATASET, Serving, champion_serving, metric_delta, metric_samples
 
 FEEDBACK_TOKEN = "feedback-test-token"
 BEARER = {"Authorization": f"Bearer {FEEDBACK_TOKEN}"}
@@ -26,21 +26,11 @@ RECORD_FIELDS = {
 
 
 def _serving(tmp_path_factory, smoke_champion, name: str, **env) -> Serving:
-    work = tmp_path_factory.mktemp(name)
-    server = Serving(
-        work,
-        {
-            "MODEL_URI": smoke_champion["model_uri"],
-            "MLFLOW_TRACKING_URI": smoke_champion["tracking_uri"],
-            "SKIN_CANCER_STATE": str(work / "state"),
-            "SERVING_FEEDBACK_TOKEN": FEEDBACK_TOKEN,
-            "PREDICTION_LOG_FLUSH_S": "0.2",
-            "AWS_BUCKET": "",
-            **env,
-        },
+    return champion_serving(
+        tmp_path_factory.mktemp(name),
+        smoke_champion,
+        {"SERVING_FEEDBACK_TOKEN": FEEDBACK_TOKEN, "PREDICTION_LOG_FLUSH_S": "0.2", "AWS_BUCKET": "", **env},
     )
-    server.wait_until(lambda client: client.get("/ready").status_code == 200, "became ready")
-    return server
 
 
 def _s3_env(s3: S3Server, bucket: str) -> dict:

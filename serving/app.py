@@ -6,6 +6,7 @@ soon as a model is loaded. Concurrent requests, from /predict and from the Open 
 Protocol's /v2 routes alike, are batched into shared model calls (see serving.batcher).
 """
 
+import asyncio
 import logging
 import time
 from contextlib import asynccontextmanager
@@ -17,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from serving import metrics, v2
 from serving.batcher import MicroBatcher
 from serving.errors import ApiError, install_error_handlers
+from serving.explain import METHOD, explain, heat_map_png
 from serving.front_door import FrontDoor
 from serving.holder import ModelHolder
 from serving.inference import (
@@ -48,7 +50,14 @@ from serving.schemas import (
     ReloadStatus,
 )
 from serving.settings import Settings
-from serving.uploads import FIELD, read_uploads
+from serving.uploads import FIELD, decode_uploads, read_uploads
+from skin_cancer_contract.api import (
+    EXPLAIN_ROUTE,
+    EXPLANATION_METHOD_HEADER,
+    LARGEST_CHANGE_HEADER,
+    MODEL_VERSION_HEADER,
+    PROBABILITY_HEADER,
+)
 from skin_cancer_contract.monitoring import FEEDBACK
 from skin_cancer_contract.registry import REGISTERED_MODEL_NAME
 
@@ -82,6 +91,7 @@ async def lifespan(app: FastAPI):
         on_batch=metrics.BATCH_SIZE.observe,
     )
     app.state.settings, app.state.holder, app.state.batcher = settings, holder, batcher
+    app.state.explaining = asyncio.Lock()  # one explanation at a time (serving.explain)
     metrics.QUEUED_IMAGES.set_function(batcher.queued_images)
     app.state.decode_pool = decode_pool(settings)
     app.state.prediction_log = prediction_log_for(settings)
@@ -116,27 +126,23 @@ _NO_MODEL = {
         "or the model answered something that is not a probability.",
     },
 }
-_PREDICT_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": [FIELD],
-                    "properties": {
-                        FIELD: {
-                            "type": "array",
-                            "items": {"type": "string", "format": "binary"},
-                            "description": "One or more JPEG or PNG images of any size and colour mode "
-                            "(at most MAX_FILES images, MAX_IMAGE_PIXELS each, MAX_REQUEST_PIXELS together).",
-                        }
-                    },
-                }
-            }
-        },
+
+
+def _multipart_body(files: dict) -> dict:
+    """OpenAPI's request body of a route that reads multipart field `file` itself (schema `files`)."""
+    schema = {"type": "object", "required": [FIELD], "properties": {FIELD: files}}
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
+
+
+_PREDICT_BODY = _multipart_body(
+    {
+        "type": "array",
+        "items": {"type": "string", "format": "binary"},
+        "description": "One or more JPEG or PNG images of any size and colour mode "
+        "(at most MAX_FILES images, MAX_IMAGE_PIXELS each, MAX_REQUEST_PIXELS together).",
     }
-}
+)
+_EXPLAIN_BODY = _multipart_body({"type": "string", "format": "binary", "description": "One JPEG or PNG image."})
 
 
 async def _holder(request: Request) -> ModelHolder:  # async: sync dependencies cost a thread hop
@@ -225,6 +231,33 @@ async def predict(request: Request, model: LoadedModel = Depends(_served_model))
             for (name, _), record in zip(uploads, records)
         ],
     )
+
+
+@app.post(
+    EXPLAIN_ROUTE,
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}}, **_CLIENT_ERRORS, **_NO_MODEL},
+    openapi_extra=_EXPLAIN_BODY,
+)
+async def explain_image(request: Request, model: LoadedModel = Depends(_served_model)):
+    """Where one image (multipart field `file`) drives the answer: a transparent PNG heat map, the
+    model's input size, to lay over the image (occlusion sensitivity, see serving.explain), with the
+    probability of malignant in X-Probability-Malignant. Not written to the prediction log: its 50
+    model calls are one explanation, not predictions."""
+    received = time.perf_counter()
+    settings = settings_of(request)
+    uploads = await read_uploads(request, settings)
+    if len(uploads) != 1:
+        raise ApiError(422, f"{EXPLAIN_ROUTE} explains one image per request, got {len(uploads)} files in field '{FIELD}'")
+    images, _ = await decode_off_loop(request, decode_uploads, uploads, model.image_size, settings)
+    probability, scores = await explain(request, model, images[0], received)
+    headers = {
+        PROBABILITY_HEADER: f"{probability:.6f}",
+        MODEL_VERSION_HEADER: model.version,
+        EXPLANATION_METHOD_HEADER: METHOD,
+        LARGEST_CHANGE_HEADER: f"{float(abs(scores).max()):.6f}",
+    }
+    return Response(await decode_off_loop(request, heat_map_png, scores), media_type="image/png", headers=headers)
 
 
 @app.get("/monitoring/recent", response_model=RecentPredictions, responses={401: {"model": Error}, 403: {"model": Error}})

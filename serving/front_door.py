@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.errors import error_response_for
 from serving.settings import Settings
+from skin_cancer_contract.api import EXPLAIN_ROUTE
 
 CONTROL_BODY_BYTES = 64 * 1024
 """Largest body of every route but the prediction routes (a feedback record, an admin call)."""
@@ -37,7 +38,8 @@ class BodyRefused(HTTPException):
 
 
 def is_prediction(method: str, path: str) -> bool:
-    return method == "POST" and (path == "/predict" or (path.startswith("/v2/models/") and path.endswith("/infer")))
+    """The routes that take images: MAX_UPLOAD_MB bodies, counted in SERVING_MAX_IN_FLIGHT."""
+    return method == "POST" and (path in ("/predict", EXPLAIN_ROUTE) or (path.startswith("/v2/models/") and path.endswith("/infer")))
 
 
 def too_large(max_bytes: int) -> str:

@@ -12,3 +12,13 @@ DEFAULT_MAX_IMAGE_PIXELS = 40_000_000
 """Serving's default MAX_IMAGE_PIXELS: the largest width x height of one image; the app previews no larger one."""
 DEFAULT_MAX_REQUEST_PIXELS = 100_000_000
 """Serving's default MAX_REQUEST_PIXELS: the most pixels of all the images of one request together."""
+EXPLAIN_ROUTE = "/explain"
+"""`POST` one image (multipart field `file`): a PNG heat map of where it drives the answer (occlusion sensitivity)."""
+PROBABILITY_HEADER = "X-Probability-Malignant"
+"""The explained image's probability of malignant, in /explain's answer."""
+MODEL_VERSION_HEADER = "X-Model-Version"
+"""The model version that /explain's answer comes from."""
+EXPLANATION_METHOD_HEADER = "X-Explanation-Method"
+"""How /explain made its heat map (`occlusion`)."""
+LARGEST_CHANGE_HEADER = "X-Largest-Change"
+"""The largest change of the probability that masking one region of the image made: the heat map's full scale."""

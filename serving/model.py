@@ -8,7 +8,7 @@ import logging
 import re
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from pydantic import ConfigDict, Field
@@ -39,6 +39,16 @@ def load_failure_reason(error: Exception) -> str:
     return f"{type(error).__name__} (details in the server log)"
 
 
+class _Version(NamedTuple):
+    """What the registry (or a model folder) says about one version."""
+
+    name: str
+    version: str
+    tags: dict
+    run_id: str | None
+    description: str | None = None
+
+
 class LoadedModel(ModelCard):
     """A model card with the network that answers; `model_dump()` leaves the network out."""
 
@@ -56,22 +66,25 @@ def load_model(model_uri: str) -> LoadedModel:
 
     match = _REGISTRY_URI.match(model_uri)
     if match:
-        name, version, tags, run_id = _resolve_version(match["name"], match["alias"], match["version"])
-        source_uri = f"models:/{name}/{version}"
+        found = _resolve_version(match["name"], match["alias"], match["version"])
+        source_uri = f"models:/{found.name}/{found.version}"
     else:
-        name, version, tags, run_id = _describe_folder(model_uri)
+        found = _describe_folder(model_uri)
         local = Path(model_uri)
         source_uri = str(local.resolve()) if local.exists() else model_uri  # a link's target: what was loaded
     network = mlflow.keras.load_model(source_uri)
     image_size = _check_and_warm_up(network)
+    threshold = _number_tag(found.tags, "threshold")
     return LoadedModel(
         network=network,
-        name=name,
-        version=version,
-        model_class=tags.get("model_class"),
-        run_id=run_id,
-        metrics=_test_metrics(run_id),
-        threshold=_threshold(tags),
+        name=found.name,
+        version=found.version,
+        model_class=found.tags.get("model_class"),
+        run_id=found.run_id,
+        metrics=_test_metrics(found.run_id),
+        threshold=DEFAULT_THRESHOLD if threshold is None else threshold,
+        accuracy_threshold=_number_tag(found.tags, "accuracy_threshold"),
+        description=found.description or None,
         image_size=image_size,
         model_uri=model_uri,
         source_uri=source_uri,
@@ -79,20 +92,20 @@ def load_model(model_uri: str) -> LoadedModel:
     )
 
 
-def _resolve_version(name: str, alias: str | None, version: str | None) -> tuple[str, str, dict, str | None]:
+def _resolve_version(name: str, alias: str | None, version: str | None) -> _Version:
     from mlflow import MlflowClient
 
     client = MlflowClient()
     found = client.get_model_version_by_alias(name, alias) if alias else client.get_model_version(name, version)
-    return name, str(found.version), dict(found.tags), found.run_id
+    return _Version(name, str(found.version), dict(found.tags), found.run_id, found.description)
 
 
-def _describe_folder(model_uri: str) -> tuple[str, str, dict, str | None]:
+def _describe_folder(model_uri: str) -> _Version:
     """Name, version, tags and run of a model folder.
 
     A folder downloaded from the registry names its version in `registered_model_meta`; the
-    registry then supplies the version's tags (threshold, model class). Otherwise the MLmodel
-    file's metadata is all there is.
+    registry then supplies the version's tags (thresholds, model class) and description.
+    Otherwise the MLmodel file's metadata is all there is.
     """
     import mlflow
     import yaml
@@ -107,8 +120,8 @@ def _describe_folder(model_uri: str) -> tuple[str, str, dict, str | None]:
             return _resolve_version(names["model_name"], None, str(names["model_version"]))
         except MlflowException as error:
             log.warning("%s: registry lookup failed (%s); using the folder's own metadata", model_uri, error)
-            return names["model_name"], str(names["model_version"]), folder_tags, meta.run_id
-    return folder_tags.get("name", REGISTERED_MODEL_NAME), folder_tags.get("version", "local"), folder_tags, meta.run_id
+            return _Version(names["model_name"], str(names["model_version"]), folder_tags, meta.run_id)
+    return _Version(folder_tags.get("name", REGISTERED_MODEL_NAME), folder_tags.get("version", "local"), folder_tags, meta.run_id)
 
 
 def _check_and_warm_up(network) -> int:
@@ -131,14 +144,15 @@ def are_probabilities(values: np.ndarray) -> bool:
     return bool((np.isfinite(values) & (values >= 0) & (values <= 1)).all())
 
 
-def _threshold(tags: dict) -> float:
-    raw = tags.get("threshold")
+def _number_tag(tags: dict, tag: str) -> float | None:
+    """The number in `tag`, None without the tag; one that is not a number refuses the version."""
+    raw = tags.get(tag)
     if raw is None:
-        return DEFAULT_THRESHOLD
+        return None
     try:
         return float(raw)
     except ValueError:
-        raise ModelContractError(f"tag threshold={raw!r} is not a number") from None
+        raise ModelContractError(f"tag {tag}={raw!r} is not a number") from None
 
 
 def _test_metrics(run_id: str | None) -> dict[str, float]:

@@ -61,6 +61,12 @@ class ModelCard(_Schema):
     metrics: dict[str, float]
     """The run's test_* metrics."""
     threshold: float
+    """The served operating point: a probability of malignant from it is called malignant."""
+    accuracy_threshold: float | None = None
+    """The second operating point, the one that maximised validation accuracy (tag accuracy_threshold);
+    reported, never served."""
+    description: str | None = None
+    """The version's MLflow description: its model card (use, limits, data, both operating points)."""
     image_size: int
     model_uri: str
     """The URI serving was asked to load (may name an alias)."""

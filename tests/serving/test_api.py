@@ -40,6 +40,9 @@ def test_model_reports_the_registered_version(client, smoke_champion, version_ta
     assert model["version"] == smoke_champion["version"]
     assert model["model_class"] == version_tags["model_class"]
     assert model["threshold"] == pytest.approx(float(version_tags["threshold"]))
+    assert model["accuracy_threshold"] == pytest.approx(float(version_tags["accuracy_threshold"]))
+    registered = MlflowClient(smoke_champion["tracking_uri"]).get_model_version(model["name"], model["version"])
+    assert model["description"] == registered.description and "## Intended use" in model["description"]  # the model card
     assert model["image_size"] == int(version_tags["image_size"])
     assert TEST_METRICS <= set(model["metrics"])
     assert model["run_id"]

@@ -27,6 +27,8 @@ from serving.model import LoadedModel
 
 METHOD = "occlusion"
 PLACES_PER_AXIS = 7
+IMAGES_PER_EXPLANATION = PLACES_PER_AXIS**2 + 1
+"""The image and its masked copies: what one explanation asks of the batcher."""
 RED = (220, 30, 30)
 BLUE = (30, 90, 220)
 MAX_OPACITY = 200

@@ -6,22 +6,29 @@ the Production page links to at $DAGSTER_UI_URL. With $SERVING_FEEDBACK_TOKEN (s
 result offers to confirm its diagnosis; the Production page reads serving's recent predictions with
 $SERVING_MONITORING_TOKEN, else $SERVING_FEEDBACK_TOKEN (as serving does).
 
+Each result shows serving's heat map of where the image drives the answer (POST /explain,
+occlusion sensitivity) beside the image, and its label at either operating point: the served one
+(malignant recall first) or the accuracy-maximising one the version reports; the page shows the
+version's model card.
+
 Streamlit reruns this script on every interaction, so what does not change between reruns is
 cached: one HTTP client per serving URL, serving's limits, its status and model card for a few
-seconds, and each upload's thumbnail (decoded and resized once, by its file id). The status
-panel refreshes itself every STATUS_REFRESH_S seconds.
+seconds, each upload's thumbnail (decoded and resized once, by its file id) and each upload's
+heat map per model version. The status panel refreshes itself every STATUS_REFRESH_S seconds.
 """
 
 import io
 import os
+import re
 
 import streamlit as st
+from PIL import Image
 
 from skin_cancer_contract.api import DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_SERVING_URL
-from skin_cancer_contract.data import CLASSES, MALIGNANT
+from skin_cancer_contract.data import CLASSES, MALIGNANT, label_name
 from skin_cancer_contract.evaluation import METRIC_LABELS as LABEL_OF_METRIC
 from skin_cancer_contract.imaging import ImageDecodeError, open_image
-from streamlit_app.client import FileRejected, Limits, Readiness, ServingClient, ServingError
+from streamlit_app.client import Explanation, FileRejected, Limits, Readiness, ServingClient, ServingError
 from streamlit_app.monitoring import asset_links, recent_figures
 from streamlit_app.results import prediction_rows, to_csv, to_json
 
@@ -36,6 +43,8 @@ STATUS_TTL_S = 5
 STATUS_REFRESH_S = 10
 THUMBNAIL_MAX_PIXELS = DEFAULT_MAX_IMAGE_PIXELS  # serving's default: larger uploads get no preview
 DEFAULT_DAGSTER_UI_URL = "http://127.0.0.1:3000"  # make dev's Dagster webserver (DAGSTER_UI_URL)
+SERVED_POINT = "Served: malignant recall first"
+ACCURACY_POINT = "Accuracy-maximising (reported)"
 
 
 @st.cache_resource
@@ -69,6 +78,30 @@ def thumbnail(file_id: str, _data: bytes) -> bytes | None:
     except (ImageDecodeError, OSError):
         return None
     return buffer.getvalue()
+
+
+@st.cache_data(max_entries=256, show_spinner="Computing the heat map (50 model calls)")
+def explanation(base_url: str, file_id: str, model_version: str, _upload_name: str, _data: bytes, _mime_type: str | None) -> Explanation:
+    """Serving's heat map of one upload, asked once per file and model version (50 model calls each);
+    errors are not cached."""
+    return serving_client(base_url).explain(_upload_name, _data, _mime_type)
+
+
+def heat_map_over(image_png: bytes, heat_map_png: bytes) -> bytes:
+    """The heat map (the model's square input) stretched over the image, as serving squeezed the image."""
+    with Image.open(io.BytesIO(image_png)) as image, Image.open(io.BytesIO(heat_map_png)) as heat_map:
+        laid = Image.alpha_composite(image.convert("RGBA"), heat_map.convert("RGBA").resize(image.size, Image.Resampling.BILINEAR))
+    buffer = io.BytesIO()
+    laid.convert("RGB").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def accuracy_threshold_of(row: dict, card: dict | None) -> float | None:
+    """The accuracy-maximising threshold of the version that answered `row`, from serving's model card;
+    None when that version reports none or serving holds another one now."""
+    if card and str(card.get("version")) == row["model_version"]:
+        return card.get("accuracy_threshold")
+    return None
 
 
 def metric_line(name: str, value: float) -> str:
@@ -169,25 +202,60 @@ def predict_chunk(client: ServingClient, uploads: list) -> list[dict]:
     return [outcome for upload in uploads for outcome in predict_chunk(client, [upload])]
 
 
-def show_outcome(client: ServingClient, upload, outcome: dict, feedback_token: str | None) -> None:
-    image_column, text_column = st.columns([1, 3])
+def show_outcome(client: ServingClient, upload, outcome: dict, feedback_token: str | None, card: dict | None, point: str) -> None:
+    image_column, heat_map_column, text_column = st.columns([1, 1, 3])
     show_image(image_column, upload)
     text_column.markdown(f"**{upload.name}**")
     if "error" in outcome:
         text_column.error(outcome["error"])
         return
     row = outcome["row"]
-    colour = "red" if row["label"] == CLASSES[MALIGNANT] else "green"
+    show_heat_map(heat_map_column, upload, row["model_version"])
     probability = row["probability_malignant"]
-    text_column.markdown(f"Prediction: :{colour}[**{row['label']}**]")
+    threshold, label, at_point = row["threshold"], row["label"], ""
+    if point == ACCURACY_POINT:
+        accuracy_threshold = accuracy_threshold_of(row, card)
+        if accuracy_threshold is None:
+            text_column.caption(f"No accuracy-maximising threshold is known for version {row['model_version']}: the served label is shown.")
+        else:
+            threshold, label, at_point = accuracy_threshold, label_name(probability, accuracy_threshold), " at the accuracy-maximising point"
+    colour = "red" if label == CLASSES[MALIGNANT] else "green"
+    text_column.markdown(f"Prediction{at_point}: :{colour}[**{label}**]")
     text_column.progress(
         min(max(probability, 0.0), 1.0),
-        text=f"Probability of malignant: {probability:.1%} (called malignant from {row['threshold']:.1%})",
+        text=f"Probability of malignant: {probability:.1%} (called malignant from {threshold:.1%})",
     )
     text_column.caption(f"Answered by {row['model_name']} version {row['model_version']} ({row['model_class']})")
     if row.get("prediction_id"):
         with text_column.expander("Confirm diagnosis"):
             confirm_diagnosis(client, row["prediction_id"], feedback_token)
+
+
+def show_heat_map(container, upload, model_version: str) -> None:
+    """Serving's heat map laid over the thumbnail; a failed explanation leaves the result as it is."""
+    preview = thumbnail(upload.file_id, upload.getvalue())
+    if preview is None:
+        return
+    try:
+        explained = explanation(serving_url(), upload.file_id, model_version, upload.name, upload.getvalue(), upload.type)
+    except ServingError as error:
+        container.caption(f"No heat map: {error}")
+        return
+    container.image(heat_map_over(preview, explained.heat_map_png), width=THUMBNAIL_WIDTH)
+    container.caption(
+        f"Heat map ({explained.method}): red speaks for malignant, blue for benign; masking the strongest "
+        f"region moves the probability by {explained.largest_change:.2%}"
+    )
+
+
+def show_model_card(card: dict | None) -> None:
+    """The served version's model card (its MLflow description), folded; its headings three levels
+    down, so they do not outshout the page's."""
+    if not card:
+        return
+    with st.expander(f"Model card: {card.get('name')} version {card.get('version')}"):
+        description = card.get("description") or "This version has no model card (no description in the registry)."
+        st.markdown(re.sub(r"^(#+) ", r"###\1 ", description, flags=re.MULTILINE))
 
 
 def confirm_diagnosis(client: ServingClient, prediction_id: str, feedback_token: str | None) -> None:
@@ -237,6 +305,11 @@ def classify_page() -> None:
         limits = Limits()  # serving's defaults while it cannot be asked
     st.title("Skin lesion classifier")
     st.warning(DISCLAIMER)
+    try:
+        card = serving_status(base_url)[1]
+    except ServingError:
+        card = None  # the sidebar says why
+    show_model_card(card)
 
     uploads = st.file_uploader(
         "Dermoscopy images (JPEG or PNG)",
@@ -255,9 +328,16 @@ def classify_page() -> None:
     outcomes = st.session_state.get("outcomes")
     if uploads and outcomes and len(outcomes) == len(uploads):
         st.subheader("Results")
+        point = st.radio(
+            "Operating point",
+            (SERVED_POINT, ACCURACY_POINT),
+            horizontal=True,
+            help="Serving labels at the threshold chosen for a malignant recall of 0.90; the other one, also chosen on "
+            "validation images, gives the most correct calls but misses more malignant lesions (the model card has both).",
+        )
         feedback_token = os.environ.get("SERVING_FEEDBACK_TOKEN") or None
         for upload, outcome in zip(uploads, outcomes):
-            show_outcome(client, upload, outcome, feedback_token)
+            show_outcome(client, upload, outcome, feedback_token, card, point)
         rows = [outcome["row"] for outcome in outcomes if "row" in outcome]
         if rows:
             show_downloads(rows)

@@ -8,7 +8,16 @@ from dataclasses import dataclass
 
 import httpx
 
-from skin_cancer_contract.api import DEFAULT_MAX_FILES, DEFAULT_MAX_UPLOAD_MB, DEFAULT_SERVING_URL, UPLOAD_FIELD
+from skin_cancer_contract.api import (
+    DEFAULT_MAX_FILES,
+    DEFAULT_MAX_UPLOAD_MB,
+    DEFAULT_SERVING_URL,
+    EXPLAIN_ROUTE,
+    EXPLANATION_METHOD_HEADER,
+    LARGEST_CHANGE_HEADER,
+    PROBABILITY_HEADER,
+    UPLOAD_FIELD,
+)
 
 
 class ServingError(Exception):
@@ -35,6 +44,17 @@ class Limits:
 
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
     max_files: int = DEFAULT_MAX_FILES
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Serving's heat map of one image (POST /explain): a transparent PNG to lay over the image."""
+
+    heat_map_png: bytes
+    probability_malignant: float
+    largest_change: float
+    """The probability change of the heat map's most opaque region."""
+    method: str
 
 
 def _detail(response: httpx.Response) -> str:
@@ -137,6 +157,23 @@ class ServingClient:
         if not isinstance(body.get("predictions"), list) or not isinstance(body.get("model"), dict):
             raise ServingUnavailable("The prediction service answered /predict without `model` and `predictions`.")
         return body
+
+    def explain(self, name: str, data: bytes, mime_type: str | None) -> Explanation:
+        """Where one image drives the model's answer (POST /explain); FileRejected when serving refuses the file."""
+        files = {UPLOAD_FIELD: (name, data, mime_type or "application/octet-stream")}
+        response = self._request("POST", EXPLAIN_ROUTE, self._predict_timeout, files=files)
+        self._raise_for_unavailable(response, EXPLAIN_ROUTE)
+        if response.status_code >= 400:
+            raise FileRejected(f"The prediction service could not explain {name}: {_detail(response)}")
+        try:
+            return Explanation(
+                response.content,
+                float(response.headers[PROBABILITY_HEADER]),
+                float(response.headers[LARGEST_CHANGE_HEADER]),
+                response.headers[EXPLANATION_METHOD_HEADER],
+            )
+        except (KeyError, ValueError) as error:
+            raise ServingUnavailable(f"The prediction service answered {EXPLAIN_ROUTE} without its headers ({error}).") from error
 
     def confirm_diagnosis(self, prediction_id: str, diagnosis: str, token: str) -> bool:
         """Record a confirmed diagnosis of an earlier prediction (POST /feedback with the bearer token);

@@ -1,7 +1,9 @@
-"""The running app in a real Chromium: upload a real image, press Predict, read the answer."""
+"""The running app in a real Chromium: upload a real image, press Predict, read the answer, its heat map,
+the other operating point and the model card."""
 
 import httpx
 import pytest
+from skin_cancer_contract.data import label_name
 from tests.streamlit_app.app_services import MONITORING_TOKEN, start_streamlit
 from playwright.sync_api import expect
 
@@ -23,6 +25,7 @@ def test_prediction_in_the_browser(page, app_url, serving_url, smoke_champion, b
     expected = httpx.post(
         f"{serving_url}/predict", files=[("file", (benign_image.name, benign_image.read_bytes(), "image/jpeg"))], timeout=120
     ).json()["predictions"][0]
+    card = httpx.get(f"{serving_url}/model").json()
 
     upload_and_predict(page, app_url, benign_image)
 
@@ -35,10 +38,25 @@ def test_prediction_in_the_browser(page, app_url, serving_url, smoke_champion, b
     ).to_be_visible()
     expect(main.get_by_role("button", name="Download JSON")).to_be_visible(timeout=TIMEOUT_MS)
     expect(main.get_by_role("button", name="Download CSV")).to_be_visible()
+    expect(main.get_by_text("Heat map (occlusion): red speaks for malignant")).to_be_visible()
+    expect(main.get_by_test_id("stImage")).to_have_count(2)  # the upload and, beside it, its heat map
+    heat_map = main.get_by_test_id("stImage").nth(1).locator("img")
+    assert heat_map.evaluate("image => image.complete && image.naturalWidth") > 0
+
+    main.get_by_test_id("stRadioGroup").get_by_text("Accuracy-maximising (reported)").click()
+    at_accuracy = label_name(expected["probability_malignant"], card["accuracy_threshold"])
+    expect(main.get_by_text(f"Prediction at the accuracy-maximising point: {at_accuracy}")).to_be_visible(timeout=TIMEOUT_MS)
+    expect(main.get_by_text(f"called malignant from {card['accuracy_threshold']:.1%}")).to_be_visible()
+
     sidebar = page.get_by_test_id("stSidebar")
     expect(sidebar.get_by_text("Serving is ready")).to_be_visible()
     expect(page.get_by_text("not a medical diagnosis")).to_be_visible()
     save_screenshot(page, "prediction", docs="streamlit-prediction.png")
+
+    main.get_by_text(f"Model card: {card['name']} version {card['version']}").click()
+    expect(main.get_by_role("heading", name="Intended use")).to_be_visible(timeout=TIMEOUT_MS)
+    expect(main.get_by_text("It is not a diagnosis", exact=False)).to_be_visible()
+    save_screenshot(page, "model-card")
 
 
 def test_serving_stopped_in_the_browser(page, stopped_serving_url, benign_image, tmp_path, save_screenshot):

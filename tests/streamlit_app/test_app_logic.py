@@ -9,6 +9,8 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
+from serving.explain import IMAGES_PER_EXPLANATION
+from skin_cancer_contract.api import EXPLAIN_ROUTE
 from streamlit.testing.v1 import AppTest
 from tests.serving.serving_support import metric_delta, metric_samples
 from tests.streamlit_app.app_services import SERVING_LIMITS
@@ -134,7 +136,7 @@ def test_serving_without_a_model_is_explained(monkeypatch, unready_serving_url, 
 def test_several_files_go_in_as_few_requests_as_serving_takes_and_reruns_reuse_the_status(
     monkeypatch, serving_url, benign_image, malignant_image
 ):
-    """Six files, serving's MAX_FILES 4: two requests."""
+    """Six files, serving's MAX_FILES 4: two requests; and a heat map of each (one /explain each)."""
     with httpx.Client(base_url=serving_url) as serving:
         before = metric_samples(serving)
         app = run_app(monkeypatch, serving_url)
@@ -147,7 +149,8 @@ def test_several_files_go_in_as_few_requests_as_serving_takes_and_reruns_reuse_t
 
     assert len(app.session_state["outcomes"]) == 6 and all("row" in outcome for outcome in app.session_state["outcomes"])
     assert metric_delta(before, after, "serving_requests_total", handler="/predict", status="200") == 2
-    assert metric_delta(before, after, "serving_batch_size_sum") == 6
+    assert metric_delta(before, after, "serving_requests_total", handler=EXPLAIN_ROUTE, status="200") == 6
+    assert metric_delta(before, after, "serving_batch_size_sum") == 6 + 6 * IMAGES_PER_EXPLANATION
     for route in ("/ready", "/model", "/info"):
         asked = metric_delta(before, after, "serving_requests_total", handler=route, status="200")
         assert asked <= 1, f"four runs of the page asked {route} {asked:.0f} times"

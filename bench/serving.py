@@ -6,16 +6,26 @@
 Without a tracking URI it starts a throwaway `mlflow server` and registers the zoo's
 basic_cnn at 224 px, or with `--zoo-model ensemble` the graph's champion as the graph builds it
 (untrained heads: inference cost does not depend on the weights). For each
-target it measures p50/p99 latency and requests/s at 1, 8 and 32 concurrent clients, then
-prints a table with the ratios to the targets of issues 4, 13 and 15:
-  p50 at one client <= 1.3x the in-process call plus decode; throughput at 8 clients >= 10x
+target it measures p50/p99 latency and requests/s at 1, 8 and 32 concurrent clients (serving's
+rows with the mean images per model call, read from its /metrics), then prints a table with the
+ratios to the targets of issues 4, 13, 15 and 29:
+  p50 at one client <= 1.3x the in-process call plus decode; throughput at 8 and 32 clients >= 1.5x
+  the model called in-process without batching from as many threads (serving's own load_model and
+  predict, one decoded image a call: what batching must beat); throughput at 8 clients >= 10x
   `mlflow models serve`; the Open Inference Protocol's infer (the same JPEG as a BYTES tensor
   in the binary extension) p50 at one client <= 1.2x /predict's; the prediction log costs at
   most 5 % of /predict's p50 at one client and of its throughput at 8 (a second server with
   PREDICTION_LOG=off, measured in turns with one with the log on, both serving the same pinned version).
+The in-process batched rows call the model from one thread on batches of as many images as there
+are clients, decode included: the most any batcher could reach with this model on this machine.
 It also measures the reload latency (POST /admin/reload to the new version answering),
 serving's share of a redeploy; bench/redeploy.py measures the full redeploy (champion
 materialization -> sensor -> deploy job -> every request answered by the new version).
+
+    .venv/bin/python bench/serving.py --batching
+
+measures only the in-process rows and serving's /predict (no V2, prediction log, reload or
+`mlflow models serve`): the rows of issue 29's target, in a few minutes.
 
     .venv/bin/python bench/serving.py --worst-request
 
@@ -41,13 +51,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import numpy as np
 import psutil
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from tests.helpers import VENV_BIN, Service, copy_version, free_port, start_mlflow_server, wait_for_http  # noqa: E402
-from tests.serving.serving_support import v2_files_request  # noqa: E402
+from tests.serving.serving_support import metric_delta, metric_samples, v2_files_request  # noqa: E402
 
 from serving.settings import available_cpus  # noqa: E402
 from skin_cancer_contract.api import DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_REQUEST_PIXELS, DEFAULT_MAX_UPLOAD_MB  # noqa: E402
@@ -66,6 +77,9 @@ class Result:
     clients: int
     latencies: list[float]
     seconds: float
+    images_per_call: int = 1
+    mean_batch: float | None = None
+    """Serving's images per model call during the run (its /metrics); None for other targets."""
 
     @property
     def p50_ms(self) -> float:
@@ -78,7 +92,8 @@ class Result:
 
     @property
     def rps(self) -> float:
-        return len(self.latencies) / self.seconds
+        """Images answered per second: requests per second, but for the in-process batched rows."""
+        return len(self.latencies) * self.images_per_call / self.seconds
 
 
 def measure(target: str, clients: int, call: Callable[[object], None], make_session, budget: "Budget") -> Result:
@@ -130,21 +145,36 @@ class _NoSession:
 
 
 def bench_in_process(model_uri: str, jpeg: bytes, budget: Budget) -> tuple[list[Result], int]:
-    """The limit: decode and predict in this process, no HTTP; also returns the model's input side."""
-    import mlflow
+    """The limit: decode and predict in this process, no HTTP, with serving's own load_model and
+    predict: one image a call from 1, 8 and 32 threads, then batches of 8 and 32 from one thread.
+    Also returns the model's input side."""
+    from serving.model import load_model
 
-    network = mlflow.keras.load_model(model_uri)
-    size = network.input_shape[1]
+    model = load_model(model_uri)
+    size = model.image_size
 
     def call(_):
-        network.predict_on_batch(decode_image(jpeg, size)[None])
+        model.predict(decode_image(jpeg, size)[None])
 
     for _ in range(3):
         call(None)
-    return [measure("in-process (decode + predict)", n, call, _NoSession, budget) for n in CONCURRENCY], size
+    rows = [measure("in-process (decode + predict)", n, call, _NoSession, budget) for n in CONCURRENCY]
+    for batch in CONCURRENCY[1:]:
+
+        def batched(_, batch=batch):
+            model.predict(np.stack([decode_image(jpeg, size) for _ in range(batch)]))
+
+        batched(None)
+        row = measure("in-process batched", 1, batched, _NoSession, Budget(budget.seconds, max(1, budget.requests // batch)))
+        rows.append(Result(row.target, batch, row.latencies, row.seconds, images_per_call=batch, mean_batch=batch))
+    return rows, size
 
 
-def bench_http(target: str, url: str, send: Callable[[httpx.Client], httpx.Response], budget: Budget) -> list[Result]:
+def bench_http(
+    target: str, url: str, send: Callable[[httpx.Client], httpx.Response], budget: Budget, batches: bool = True
+) -> list[Result]:
+    """`send` from 1, 8 and 32 clients; `batches`: the target is serving, whose /metrics count its model calls."""
+
     def call(client: httpx.Client) -> None:
         response = send(client)
         if response.status_code != 200:
@@ -153,10 +183,21 @@ def bench_http(target: str, url: str, send: Callable[[httpx.Client], httpx.Respo
     def session():
         return httpx.Client(base_url=url, timeout=300)
 
+    def measured(clients: int) -> Result:
+        if not batches:
+            return measure(target, clients, call, session, budget)
+        with session() as client:
+            before = metric_samples(client)
+            result = measure(target, clients, call, session, budget)
+            after = metric_samples(client)
+        calls = metric_delta(before, after, "serving_batch_size_count")
+        result.mean_batch = metric_delta(before, after, "serving_batch_size_sum") / calls if calls else None
+        return result
+
     with session() as warm:
         for _ in range(3):
             call(warm)
-    return [measure(target, n, call, session, budget) for n in CONCURRENCY]
+    return [measured(n) for n in CONCURRENCY]
 
 
 def start_serving(work: Path, name: str, tracking_uri: str, model_uri: str, prediction_log: str = "on") -> tuple[Service, str]:
@@ -169,6 +210,8 @@ def start_serving(work: Path, name: str, tracking_uri: str, model_uri: str, pred
         env={
             "MLFLOW_TRACKING_URI": tracking_uri, "MODEL_URI": model_uri, "SERVING_ADMIN_TOKEN": ADMIN_TOKEN,
             "PREDICTION_LOG": prediction_log, "SKIN_CANCER_STATE": str(work / "state"), "AWS_BUCKET": "",
+            # every client admitted: the default (4 per CPU) answers 503 to most of 32 clients on 2 cores
+            "SERVING_MAX_IN_FLIGHT": str(2 * max(CONCURRENCY)),
         },
         cwd=REPO_ROOT,
     )
@@ -294,30 +337,41 @@ def log_cost(url_on: str, url_off: str, files: dict, budget: "Budget") -> list[R
 def print_table(
     rows: list[Result], in_process: list[Result], mlflow_serve: list[Result], reload: tuple | None, log: list[Result]
 ) -> None:
-    print(f"\n{'target':<32} {'clients':>7} {'requests':>8} {'p50 ms':>9} {'p99 ms':>9} {'req/s':>8}")
+    """The rows, then each target check whose rows were measured (`--batching` measures fewer)."""
+    print(f"\n{'target':<32} {'clients':>7} {'requests':>8} {'p50 ms':>9} {'p99 ms':>9} {'req/s':>8} {'batch':>6}")
     for row in rows:
+        batch = f"{row.mean_batch:>6.1f}" if row.mean_batch is not None else f"{'':>6}"
         print(
-            f"{row.target:<32} {row.clients:>7} {len(row.latencies):>8} {row.p50_ms:>9.1f} {row.p99_ms:>9.1f} {row.rps:>8.1f}"
+            f"{row.target:<32} {row.clients:>7} {len(row.latencies):>8} {row.p50_ms:>9.1f} {row.p99_ms:>9.1f} {row.rps:>8.1f} {batch}"
         )
+    print("(req/s of the in-process batched rows: images/s; batch: images per model call, serving's from its /metrics)")
     serving = {r.clients: r for r in rows if r.target == "serving (this app)"}
-    base = {r.clients: r for r in in_process}
-    mlflow_at = {r.clients: r for r in mlflow_serve}
-    v2 = {r.clients: r for r in rows if r.target == "serving V2 infer"}
-    p50_ratio = serving[1].p50_ms / base[1].p50_ms
-    rps_ratio = serving[8].rps / mlflow_at[8].rps
-    v2_ratio = v2[1].p50_ms / serving[1].p50_ms
+    base = {r.clients: r for r in in_process if r.target == "in-process (decode + predict)"}
+    batched = {r.clients: r for r in in_process if r.target == "in-process batched"}
     print("\ntarget checks")
+    p50_ratio = serving[1].p50_ms / base[1].p50_ms
     print(f"  p50 at 1 client vs in-process decode+predict: {p50_ratio:.2f}x (target <= 1.3x) "
           f"{'PASS' if p50_ratio <= 1.3 else 'FAIL'}")
-    print(f"  throughput at 8 clients vs mlflow models serve: {rps_ratio:.1f}x (target >= 10x) "
-          f"{'PASS' if rps_ratio >= 10 else 'FAIL'}")
-    print(f"  V2 infer p50 at 1 client vs /predict: {v2_ratio:.2f}x (target <= 1.2x) {'PASS' if v2_ratio <= 1.2 else 'FAIL'}")
-    on = {r.clients: r for r in log if r.target.endswith("on")}
-    off = {r.clients: r for r in log if r.target.endswith("off")}
-    log_p50 = on[1].p50_ms / off[1].p50_ms
-    log_rps = on[8].rps / off[8].rps
-    print(f"  prediction log: p50 at 1 client, on vs off: {log_p50:.3f}x (target <= 1.05x) {'PASS' if log_p50 <= 1.05 else 'FAIL'}")
-    print(f"  prediction log: throughput at 8 clients, on vs off: {log_rps:.3f}x (target >= 0.95x) {'PASS' if log_rps >= 0.95 else 'FAIL'}")
+    for clients in CONCURRENCY[1:]:
+        ratio = serving[clients].rps / base[clients].rps
+        print(f"  throughput at {clients} clients vs in-process unbatched from {clients} threads: {ratio:.2f}x (target >= 1.5x) "
+              f"{'PASS' if ratio >= 1.5 else 'FAIL'}; in-process batches of {clients}: "
+              f"{batched[clients].rps / base[clients].rps:.2f}x, the most batching could give")
+    if mlflow_serve:
+        rps_ratio = serving[8].rps / {r.clients: r for r in mlflow_serve}[8].rps
+        print(f"  throughput at 8 clients vs mlflow models serve: {rps_ratio:.1f}x (target >= 10x) "
+              f"{'PASS' if rps_ratio >= 10 else 'FAIL'}")
+    v2 = {r.clients: r for r in rows if r.target == "serving V2 infer"}
+    if v2:
+        v2_ratio = v2[1].p50_ms / serving[1].p50_ms
+        print(f"  V2 infer p50 at 1 client vs /predict: {v2_ratio:.2f}x (target <= 1.2x) {'PASS' if v2_ratio <= 1.2 else 'FAIL'}")
+    if log:
+        on = {r.clients: r for r in log if r.target.endswith("on")}
+        off = {r.clients: r for r in log if r.target.endswith("off")}
+        log_p50 = on[1].p50_ms / off[1].p50_ms
+        log_rps = on[8].rps / off[8].rps
+        print(f"  prediction log: p50 at 1 client, on vs off: {log_p50:.3f}x (target <= 1.05x) {'PASS' if log_p50 <= 1.05 else 'FAIL'}")
+        print(f"  prediction log: throughput at 8 clients, on vs off: {log_rps:.3f}x (target >= 0.95x) {'PASS' if log_rps >= 0.95 else 'FAIL'}")
     if reload:
         seconds, old, new = reload
         print(f"  reload latency (POST /admin/reload -> version {new} answers, was {old}): {seconds:.1f} s "
@@ -413,6 +467,7 @@ def main() -> None:
     parser.add_argument("--image", type=Path, default=IMAGE)
     parser.add_argument("--zoo-model", help="without --tracking-uri: register this zoo model (e.g. ensemble, the "
                         "graph's champion) untrained instead of basic_cnn at 224 px")
+    parser.add_argument("--batching", action="store_true", help="only the in-process rows and serving's /predict")
     parser.add_argument("--worst-request", action="store_true", help="only the peak memory and time of the worst legal requests")
     args = parser.parse_args()
 
@@ -447,31 +502,33 @@ def main() -> None:
             services.append(serving)
             files = {"file": ("lesion.jpg", jpeg, "image/jpeg")}
             ours = bench_http("serving (this app)", url, lambda c: c.post("/predict", files=files), budget)
-            infer_path = f"/v2/models/{REGISTERED_MODEL_NAME}/infer"
-            v2_body, v2_headers = v2_files_request([jpeg])
-            ours += bench_http("serving V2 infer", url, lambda c: c.post(infer_path, content=v2_body, headers=v2_headers), budget)
-            reload = reload_latency(url, tracking_uri, model_uri, jpeg) if aliased else None
-            print("serving done", flush=True)
+            if args.batching:
+                print_table(in_process + ours, in_process, [], None, [])
+            else:
+                infer_path = f"/v2/models/{REGISTERED_MODEL_NAME}/infer"
+                v2_body, v2_headers = v2_files_request([jpeg])
+                ours += bench_http("serving V2 infer", url, lambda c: c.post(infer_path, content=v2_body, headers=v2_headers), budget)
+                reload = reload_latency(url, tracking_uri, model_uri, jpeg) if aliased else None
+                print("serving done", flush=True)
 
-            serving.stop()
-            # Two servers started alike, the same version pinned, only the prediction log differs.
-            logged, logged_url = start_serving(work, "serving-log-on", tracking_uri, pinned, prediction_log="on")
-            unlogged, unlogged_url = start_serving(work, "serving-log-off", tracking_uri, pinned, prediction_log="off")
-            services += [logged, unlogged]
-            log = log_cost(logged_url, unlogged_url, files, budget)
-            logged.stop()
-            unlogged.stop()
-            print("prediction log on/off done", flush=True)
+                serving.stop()
+                # Two servers started alike, the same version pinned, only the prediction log differs.
+                logged, logged_url = start_serving(work, "serving-log-on", tracking_uri, pinned, prediction_log="on")
+                unlogged, unlogged_url = start_serving(work, "serving-log-off", tracking_uri, pinned, prediction_log="off")
+                services += [logged, unlogged]
+                log = log_cost(logged_url, unlogged_url, files, budget)
+                logged.stop()
+                unlogged.stop()
+                print("prediction log on/off done", flush=True)
 
-            mlflow_serve, mlflow_url = start_mlflow_serve(work, tracking_uri, pinned)
-            services.append(mlflow_serve)
-            payload = json.dumps({"inputs": decode_image(jpeg, size)[None].tolist()}).encode()
-            headers = {"Content-Type": "application/json"}
-            theirs = bench_http(
-                "mlflow models serve", mlflow_url, lambda c: c.post("/invocations", content=payload, headers=headers), budget
-            )
-            print(f"mlflow models serve done (JSON payload {len(payload) / 1e6:.1f} MB)", flush=True)
-            print_table(in_process + ours + log + theirs, in_process, theirs, reload, log)
+                mlflow_serve, mlflow_url = start_mlflow_serve(work, tracking_uri, pinned)
+                services.append(mlflow_serve)
+                payload = json.dumps({"inputs": decode_image(jpeg, size)[None].tolist()}).encode()
+                headers = {"Content-Type": "application/json"}
+                send = lambda c: c.post("/invocations", content=payload, headers=headers)  # noqa: E731
+                theirs = bench_http("mlflow models serve", mlflow_url, send, budget, batches=False)
+                print(f"mlflow models serve done (JSON payload {len(payload) / 1e6:.1f} MB)", flush=True)
+                print_table(in_process + ours + log + theirs, in_process, theirs, reload, log)
     except BaseException:
         print(f"benchmark failed; server logs are kept in {work}", file=sys.stderr)
         raise

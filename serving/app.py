@@ -89,6 +89,7 @@ async def lifespan(app: FastAPI):
         settings.predict_timeout_s,
         max_queued_images=settings.max_queued_images,
         on_batch=metrics.BATCH_SIZE.observe,
+        calls=settings.model_calls,
     )
     app.state.settings, app.state.holder, app.state.batcher = settings, holder, batcher
     app.state.explaining = asyncio.Lock()  # one explanation at a time (serving.explain)

@@ -1,10 +1,15 @@
 """An async micro-batcher: concurrent requests share one model call.
 
-Model calls run one at a time in a dedicated thread. While one runs, new requests queue;
-the next call takes what is queued, never more than `max_batch` images: a larger request is
-split into parts of at most `max_batch` images first. A lone client never waits for company;
-under concurrent load a batch waits up to `max_wait_s` for more requests, so clients that
-were answered together land in the same next batch.
+Up to `calls` model calls run at once, each in a thread of its own. While they run, new
+requests queue; the next free call takes what is queued, never more than `max_batch` images: a
+larger request is split into parts of at most `max_batch` images first. A lone client never waits
+for company; under concurrent load a batch waits up to `max_wait_s` for more requests, so clients
+that were answered together land in the same next batch.
+
+Why more than one call: on CPU a batch of images costs about what the same images cost one call
+each (the convolutions' arithmetic dominates, and large batches spill the caches), while one call
+alone leaves the cores idle during its serial parts (Python, the conversions, each layer's start);
+two calls at once fill those gaps (bench/serving.py, docs/benchmarks.md).
 
 A call that takes longer than `timeout_s` fails its requests with `ModelTimeout`; the batcher
 leaves that call's thread behind and goes on in a fresh one, so the requests queued after it
@@ -52,6 +57,7 @@ class MicroBatcher:
         timeout_s: float,
         max_queued_images: int | None = None,
         on_batch: Callable[[int], None] = lambda size: None,
+        calls: int = 1,
     ):
         self.max_batch = max(1, max_batch)
         self.max_wait_s = max_wait_s
@@ -60,8 +66,8 @@ class MicroBatcher:
         self._on_batch = on_batch
         self._queue: deque[_Item] = deque()
         self._queued = asyncio.Event()
-        self._executor = self._new_executor()
-        self._task: asyncio.Task | None = None
+        self._executors = [self._new_executor() for _ in range(max(1, calls))]
+        self._tasks: list[asyncio.Task] = []
         self._last_batch = 1
 
     @staticmethod
@@ -69,13 +75,15 @@ class MicroBatcher:
         return ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="micro-batcher")
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._run(call), name=f"micro-batcher-{call}") for call in range(len(self._executors))]
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for executor in self._executors:
+            executor.shutdown(wait=False, cancel_futures=True)
 
     async def predict(self, model: LoadedModel, images: np.ndarray) -> np.ndarray:
         """Probabilities for `images` from `model`, computed in batches with other requests."""
@@ -97,18 +105,19 @@ class MicroBatcher:
     def queued_images(self) -> int:
         return _count(self._queue)
 
-    async def _run(self) -> None:
+    async def _run(self, call: int) -> None:
+        """One of the `calls` loops: take the next batch, run it in this loop's own thread."""
         loop = asyncio.get_running_loop()
         while True:
             items = await self._collect()
             self._last_batch = sum(len(item.images) for item in items)
             for group in _by_model(items):
                 try:
-                    call = loop.run_in_executor(self._executor, _predict, group)
-                    probabilities = await asyncio.wait_for(call, self.timeout_s or None)
+                    running = loop.run_in_executor(self._executors[call], _predict, group)
+                    probabilities = await asyncio.wait_for(running, self.timeout_s or None)
                 except Exception as error:  # every waiting request learns why
                     if isinstance(error, TimeoutError):
-                        error = self._abandon_call(_count(group))
+                        error = self._abandon_call(call, _count(group))
                     for item in group:
                         if not item.future.done():
                             item.future.set_exception(error)
@@ -121,11 +130,11 @@ class MicroBatcher:
                         item.future.set_result(probabilities[start:end])
                     start = end
 
-    def _abandon_call(self, images: int) -> ModelTimeout:
-        """Leave the hung call's thread to finish on its own; later calls run in a fresh one."""
+    def _abandon_call(self, call: int, images: int) -> ModelTimeout:
+        """Leave the hung call's thread to finish on its own; this loop's later calls run in a fresh one."""
         log.error("a model call of %d image(s) took longer than %g s; continuing in a new thread", images, self.timeout_s)
-        self._executor.shutdown(wait=False)
-        self._executor = self._new_executor()
+        self._executors[call].shutdown(wait=False)
+        self._executors[call] = self._new_executor()
         return ModelTimeout(f"the model did not answer within SERVING_PREDICT_TIMEOUT_S={self.timeout_s:g} s")
 
     async def _collect(self) -> list[_Item]:
@@ -136,6 +145,8 @@ class MicroBatcher:
                 await self._queued.wait()
             if self._last_batch > 1 and _count(self._queue) < self.max_batch:
                 await asyncio.sleep(self.max_wait_s)
+                if not self._queue:  # another call took it meanwhile
+                    continue
             items = [self._queue.popleft()]
             while self._queue and _count(items) + len(self._queue[0].images) <= self.max_batch:
                 items.append(self._queue.popleft())

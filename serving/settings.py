@@ -26,6 +26,8 @@ class Settings:
     """Most images one model call takes; larger requests are split, more queued requests wait."""
     batch_wait_s: float
     """How long a batch may wait for more requests while the server is under concurrent load."""
+    model_calls: int
+    """Model calls at once: two keep the cores busy through each call's serial parts (serving.batcher)."""
     predict_timeout_s: float
     """How long one model call may take before its requests are answered 503 (0: no limit)."""
     load_retry_max_s: float
@@ -80,6 +82,7 @@ class Settings:
             max_request_pixels=int(_number("MAX_REQUEST_PIXELS", DEFAULT_MAX_REQUEST_PIXELS)),
             max_batch=max_batch,
             batch_wait_s=_number("SERVING_BATCH_WAIT_MS", 2) / 1000,
+            model_calls=max(1, int(_number("SERVING_MODEL_CALLS", 2))),
             predict_timeout_s=_number("SERVING_PREDICT_TIMEOUT_S", 30),
             load_retry_max_s=_number("SERVING_LOAD_RETRY_MAX_S", 30),
             feedback_token=feedback_token,

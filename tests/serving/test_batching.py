@@ -1,5 +1,6 @@
 """The batcher on a real server: no model call over SERVING_MAX_BATCH, a hung call times out alone,
-a full queue and a passed deadline answer 503 with Retry-After.
+a full queue and a passed deadline answer 503 with Retry-After, and with two model calls at once a
+hung call holds up only its own requests.
 
 The model is a real Keras model in an MLflow folder whose call hangs on an all-white image
 (tests/serving/slow_model.py), served by the real app under uvicorn.
@@ -19,9 +20,7 @@ TIMEOUT_S = 2.0
 DEADLINE_S = 3.0
 
 
-@pytest.fixture(scope="module")
-def slow_serving(tmp_path_factory):
-    work = tmp_path_factory.mktemp("slow-serving")
+def _slow_serving(work, model_calls: int) -> Serving:
     server = Serving(
         work,
         {
@@ -30,12 +29,20 @@ def slow_serving(tmp_path_factory):
             "SERVING_MAX_QUEUED_IMAGES": str(MAX_QUEUED),
             "SERVING_PREDICT_TIMEOUT_S": str(TIMEOUT_S),
             "SERVING_REQUEST_DEADLINE_S": str(DEADLINE_S),
+            "SERVING_MODEL_CALLS": str(model_calls),
             HANG_STARTED: str(work / "hang-started"),
         },
         launcher="tests.serving.slow_model",
     )
     server.wait_until(lambda client: client.get("/ready").status_code == 200, "became ready")
     server.hang_started = work / "hang-started"
+    return server
+
+
+@pytest.fixture(scope="module")
+def slow_serving(tmp_path_factory):
+    """One model call at a time: a hung call holds up the queue behind it, as these tests need."""
+    server = _slow_serving(tmp_path_factory.mktemp("slow-serving"), model_calls=1)
     yield server
     server.stop()
 
@@ -163,3 +170,22 @@ def test_a_request_past_its_deadline_answers_503_with_retry_after(slow_serving, 
     assert status == 503 and "SERVING_REQUEST_DEADLINE_S" in body["detail"], body
     assert headers["retry-after"] == "1"
     assert DEADLINE_S - 0.5 < seconds < DEADLINE_S + 1, f"answered after {seconds:.1f} s"
+
+
+def test_with_two_model_calls_a_hung_call_holds_up_only_its_own_requests(tmp_path, lesion):
+    """SERVING_MODEL_CALLS=2 (the default): while one call hangs, the other answers the next request at
+    once, where one call at a time makes it wait for the timeout (the test above)."""
+    server = _slow_serving(tmp_path, model_calls=2)
+    results: dict[str, tuple] = {}
+    send = _timed_sender(server, results)
+    try:
+        hung = _start_hung_call(server, send)
+        send("beside it", _files(encode(lesion, "PNG"), 1))
+        hung.join(HANG_S * 3)
+    finally:
+        server.stop()
+
+    status, body, seconds, _ = results["beside it"]
+    assert status == 200, body
+    assert seconds < TIMEOUT_S / 2, f"the request beside the hung call waited {seconds:.1f} s"
+    assert results["hung"][0] == 503

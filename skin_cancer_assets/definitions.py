@@ -1,10 +1,12 @@
-"""The code location: one Definitions for one profile, resources chosen by the environment."""
+"""The training location: one Definitions for one profile, resources chosen by the environment.
+
+The serving group and its sensors are the deploy location's (deploy_location.py), so that a deploy
+run does not import this one."""
 
 import dagster as dg
 
 from skin_cancer_assets.assets.champion import champion_asset
 from skin_cancer_assets.assets.data import preprocessed_arrays, raw_images_asset, validation_split_asset
-from skin_cancer_assets.assets.deployment import serving_deployment
 from skin_cancer_assets.assets.models import model_assets
 from skin_cancer_assets.assets.monitoring import (
     monitor_production,
@@ -16,16 +18,16 @@ from skin_cancer_assets.assets.monitoring import (
 from skin_cancer_assets.environment import (
     RETRAIN_INTERVAL_SECONDS,
     RETRAIN_QUIET_TICKS,
-    build_resources,
     executor_from_env,
     gpu_step_tags,
     profile_from_env,
     retrain_interval,
     retrain_quiet_ticks,
 )
-from skin_cancer_assets.jobs import deploy_champion, train_and_elect
+from skin_cancer_assets.jobs import train_and_elect
+from skin_cancer_assets.pipeline_resources import build_resources
 from skin_cancer_assets.profiles import Profile
-from skin_cancer_assets.sensors import redeploy_on_new_champion, retrain_sensor, serving_follows_the_alias
+from skin_cancer_assets.sensors import retrain_sensor
 
 
 def build_defs(
@@ -45,14 +47,13 @@ def build_defs(
             validation_split_asset(profile),
             *model_assets(profile, gpu_tags or {}),
             champion_asset(profile),
-            serving_deployment,
             production_predictions,
             production_performance,
             production_drift,
         ],
-        jobs=[train_and_elect, deploy_champion, monitor_production],
+        jobs=[train_and_elect, monitor_production],
         schedules=[monitor_yesterday],
-        sensors=[retrain_sensor(retrain_every, retrain_quiet), redeploy_on_new_champion, serving_follows_the_alias],
+        sensors=[retrain_sensor(retrain_every, retrain_quiet)],
         resources=build_resources(profile),
         executor=executor_from_env(),
     )

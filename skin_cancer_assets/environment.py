@@ -1,5 +1,7 @@
-"""The code location's decisions that depend on the environment, in one module: the same code runs on a
-laptop, MinIO or AWS.
+"""The code locations' decisions that depend on the environment: the same code runs on a laptop,
+MinIO or AWS. This module reads the environment and stays light (Dagster and the deploy target,
+no MLflow, boto3 or TensorFlow), so the deploy location can import it; the training location's
+resources (storage, the image source, MLflow) are built in pipeline_resources.py.
 
 Not every read is here: the Kubernetes deploy target checks `KUBERNETES_SERVICE_HOST` itself
 (resources/deploy.py: in a pod, the service account), `python -m skin_cancer_assets.upload_data`
@@ -16,21 +18,11 @@ import os
 from pathlib import Path
 
 import dagster as dg
-from dagster_aws.s3 import S3Resource
 
 from resources.deploy import DockerServingTarget, KubernetesServingTarget, LocalServingTarget, ServingTarget
-from resources.image_source import RawImageSource
-from resources.mlflow_tracking import mlflow_resource
-from resources.model_registry import ModelRegistry
-from resources.production_log import ProductionLog
-from resources.storage import ArtifactIOManager, ArtifactStore, LocalArtifactStore, S3ArtifactStore
 from skin_cancer_assets.profiles import Profile, profile_named
 from skin_cancer_contract.api import DEFAULT_SERVING_URL
-from skin_cancer_contract.monitoring import local_storage_folder, state_folder, storage_prefix
-from skin_cancer_contract.registry import DEFAULT_EXPERIMENT
-
-LOCAL_MLFLOW_UI = "http://127.0.0.1:5000"
-"""Where `make dev` serves the MLflow UI of the local store."""
+from skin_cancer_contract.monitoring import state_folder
 
 
 def profile_from_env() -> Profile:
@@ -114,33 +106,9 @@ def gpu_step_tags() -> dict:
     }
 
 
-def _env_or(name: str, default=None):
+def env_or(name: str, default=None):
     """An EnvVar when the variable is set (read at run time), else the default."""
     return dg.EnvVar(name) if os.environ.get(name) else default
-
-
-def s3_resource() -> S3Resource:
-    return S3Resource(
-        region_name=_env_or("AWS_REGION"),
-        endpoint_url=_env_or("AWS_ENDPOINT_URL"),
-        aws_access_key_id=_env_or("AWS_ACCESS_KEY_ID"),
-        aws_secret_access_key=_env_or("AWS_SECRET_ACCESS_KEY"),
-        max_attempts=int(os.environ.get("AWS_MAX_ATTEMPTS", "4")),
-    )
-
-
-def artifact_store() -> ArtifactStore:
-    if os.environ.get("AWS_BUCKET"):
-        return S3ArtifactStore(s3=s3_resource(), bucket=dg.EnvVar("AWS_BUCKET"), prefix=storage_prefix(os.environ))
-    return LocalArtifactStore(base_dir=str(local_storage_folder(os.environ)))
-
-
-def image_source() -> RawImageSource:
-    data = os.environ.get("SKIN_CANCER_DATA")
-    return RawImageSource(
-        location=dg.EnvVar("SKIN_CANCER_DATA") if data else str(default_data_folder()),
-        s3=s3_resource() if (data or "").startswith("s3://") else None,
-    )
 
 
 def local_tracking_uri() -> str:
@@ -148,34 +116,15 @@ def local_tracking_uri() -> str:
     return f"sqlite:///{state_dir() / 'mlflow' / 'mlflow.db'}"
 
 
-def mlflow_tracking() -> dg.ResourceDefinition:
-    """MLFLOW_TRACKING_URI (default: a sqlite store in the state folder), MLFLOW_EXPERIMENT_NAME and
-    MLFLOW_UI_URL (where a browser reaches the UI, when that is not the tracking URI), read at run time."""
-    tracking_uri = os.environ.get("MLFLOW_TRACKING_URI")
-    local = not tracking_uri or not tracking_uri.startswith(("http://", "https://"))
-    return mlflow_resource.configured(
-        {
-            "experiment_name": _config_env("MLFLOW_EXPERIMENT_NAME", DEFAULT_EXPERIMENT),
-            "mlflow_tracking_uri": _config_env("MLFLOW_TRACKING_URI", local_tracking_uri()),
-            "mlflow_ui_url": _config_env("MLFLOW_UI_URL", LOCAL_MLFLOW_UI if local else None),
-        }
-    )
-
-
-def _config_env(name: str, default):
-    """Legacy-resource config read from the environment at run time when set, else the default."""
-    return {"env": name} if os.environ.get(name) else default
-
-
 def serving_target() -> ServingTarget:
     """SERVING_DEPLOY_TARGET: `local` (reload over HTTP), `docker` (every container of the Compose
     service reloads over HTTP) or `kubernetes` (a rolling restart of the Deployment)."""
     kind = os.environ.get("SERVING_DEPLOY_TARGET", "local")
     common = {
-        "serving_url": _env_or("SERVING_URL", DEFAULT_SERVING_URL),
-        "mlflow_tracking_uri": _env_or("MLFLOW_TRACKING_URI", local_tracking_uri()),
-        "mlflow_username": _env_or("MLFLOW_TRACKING_USERNAME"),  # the names MLflow's own client reads
-        "mlflow_password": _env_or("MLFLOW_TRACKING_PASSWORD"),
+        "serving_url": env_or("SERVING_URL", DEFAULT_SERVING_URL),
+        "mlflow_tracking_uri": env_or("MLFLOW_TRACKING_URI", local_tracking_uri()),
+        "mlflow_username": env_or("MLFLOW_TRACKING_USERNAME"),  # the names MLflow's own client reads
+        "mlflow_password": env_or("MLFLOW_TRACKING_PASSWORD"),
     }
     if kind == "local":
         return LocalServingTarget(admin_token=dg.EnvVar("SERVING_ADMIN_TOKEN"), **common)
@@ -194,16 +143,3 @@ def _pod_namespace() -> str | None:
     """The namespace this process's pod runs in (the service account's), outside a cluster None."""
     path = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
     return path.read_text().strip() if path.is_file() else None
-
-
-def build_resources(profile: Profile) -> dict:
-    store = artifact_store()
-    return {
-        "profile": profile,
-        "io_manager": ArtifactIOManager(store=store),
-        "production_log": ProductionLog(store=store),  # serving writes its log into the same storage
-        "image_source": image_source(),
-        "mlflow": mlflow_tracking(),
-        "model_registry": ModelRegistry(tracking_uri=_env_or("MLFLOW_TRACKING_URI", local_tracking_uri())),
-        "serving_target": serving_target(),
-    }

@@ -18,7 +18,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from skin_cancer_assets.environment import default_data_folder, s3_resource
+from skin_cancer_assets.environment import default_data_folder
+from skin_cancer_assets.pipeline_resources import s3_resource
 from resources.storage import S3_ERRORS, is_not_found, s3_client
 from skin_cancer_contract.data import layout, parse_s3_uri
 

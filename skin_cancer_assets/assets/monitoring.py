@@ -12,7 +12,7 @@ import numpy as np
 
 from resources.model_registry import ModelRegistry
 from resources.production_log import LogRecords, ProductionLog
-from skin_cancer_assets.jobs import MONITORING, RUN_KIND
+from skin_cancer_assets.runs import MONITORING, RUN_KIND
 from skin_cancer_assets.production import DRIFT_P_VALUE, drift, performance, performance_table, prediction_summary
 from skin_cancer_contract.monitoring import DROPS, FEEDBACK, PREDICTIONS
 

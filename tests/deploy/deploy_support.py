@@ -79,7 +79,7 @@ THIRD_PARTY_VARIABLES = {
 
 PACKAGES = ("skin_cancer_contract", "skin_cancer_assets", "resources", "serving", "streamlit_app")
 ENVIRONMENT_READ = re.compile(
-    r"(?:environ\.get\(|environ\[|getenv\(|EnvVar\(|_env_or\(|_config_env\(|_number\()\s*[\"']([A-Z][A-Z0-9_]+)[\"']"
+    r"(?:environ\.get\(|environ\[|getenv\(|EnvVar\(|env_or\(|_config_env\(|_number\()\s*[\"']([A-Z][A-Z0-9_]+)[\"']"
 )
 """A variable the project's code reads from the environment, directly or through its helpers."""
 

@@ -26,7 +26,7 @@ from tests.deploy.deploy_support import (
 )
 
 VARIABLE = re.compile(r"\$\{(\w+)(?::?([-?])([^}]*))?\}")
-LONG_RUNNING = {"postgres", "minio", "mlflow", "code-location", "webserver", "daemon", "serving", "streamlit"}
+LONG_RUNNING = {"postgres", "minio", "mlflow", "code-location", "deploy-location", "webserver", "daemon", "serving", "streamlit"}
 
 
 @pytest.fixture(scope="module")
@@ -132,15 +132,25 @@ def test_code_location_serves_the_definitions_and_runs_steps_in_containers(compo
     assert environment["DAGSTER_EXECUTOR"] == "docker"
     assert interpolate(environment["DAGSTER_CURRENT_IMAGE"]) == interpolate(code["image"])
 
-    workspace = load_yaml(DEPLOY / "docker" / "workspace.yaml")
-    (server,) = [entry["grpc_server"] for entry in workspace["load_from"]]
+    servers = {entry["grpc_server"]["location_name"]: entry["grpc_server"] for entry in load_yaml(DEPLOY / "docker" / "workspace.yaml")["load_from"]}
     dagster = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["dagster"]
-    assert server["host"] in compose["services"] and server["host"] == "code-location"
-    assert server["location_name"] == dagster["code_location_name"]
+    server = servers[dagster["code_location_name"]]
+    assert server["host"] == "code-location"
     (command,) = [json.loads(arguments) for keyword, arguments in
                   dockerfile_instructions(REPO / BUILT_IMAGES["skin-cancer-code"]) if keyword == "CMD"]
     assert command[:3] == ["dagster", "api", "grpc"]
     assert pair(command, "-m") == dagster["module_name"] and pair(command, "-p") == str(server["port"])
+
+
+def test_the_deploy_location_is_served_from_the_code_image_as_the_workspace_names_it(compose):
+    """The same locations as the repository's workspace.yaml, by name and module."""
+    root = {entry["python_module"]["location_name"]: entry["python_module"]["module_name"] for entry in load_yaml(REPO / "workspace.yaml")["load_from"]}
+    servers = {entry["grpc_server"]["location_name"]: entry["grpc_server"] for entry in load_yaml(DEPLOY / "docker" / "workspace.yaml")["load_from"]}
+    assert set(servers) == set(root) == {"skin_cancer", "skin_cancer_deploy"}
+    deploy = compose["services"][servers["skin_cancer_deploy"]["host"]]
+    assert interpolate(deploy["image"]) == interpolate(compose["services"]["code-location"]["image"])
+    assert pair(deploy["command"], "-m") == root["skin_cancer_deploy"] and pair(deploy["command"], "-p") == str(servers["skin_cancer_deploy"]["port"])
+    assert deploy["environment"]["SERVING_DEPLOY_TARGET"] == "docker"
 
 
 def test_services_find_each_other_by_name(compose):
@@ -163,10 +173,11 @@ def peers(compose: dict, name: str) -> set[str]:
 
 
 def test_only_the_launchers_reach_the_docker_api(compose):
-    """Creating a container is root on the host: the proxy's network holds only the daemon and the
-    code location (whose run containers start the step containers), and leads nowhere else."""
+    """Creating a container is root on the host: the proxy's network holds only the daemon (it starts
+    the run containers, which start the step containers) and the deploy location (its sensor and the
+    Docker deploy target find serving's containers), and leads nowhere else."""
     (network,) = compose["services"]["docker-proxy"]["networks"]
-    assert peers(compose, "docker-proxy") == {"daemon", "code-location"}
+    assert peers(compose, "docker-proxy") == {"daemon", "deploy-location"}
     assert compose["networks"][network]["internal"] is True
 
 
@@ -174,7 +185,7 @@ def test_serving_and_the_app_reach_only_what_they_use(compose):
     """Serving parses untrusted uploads: it reaches MLflow (to load the champion), MinIO (its
     prediction log) and who deploys it, never the Docker API, Postgres or the webserver's API.
     The app reaches serving alone."""
-    assert peers(compose, "serving") == {"mlflow", "minio", "code-location", "daemon", "streamlit"}
+    assert peers(compose, "serving") == {"mlflow", "minio", "deploy-location", "daemon", "streamlit"}
     assert peers(compose, "streamlit") == {"serving"}
 
 

@@ -12,7 +12,7 @@ from dagster_aws.s3.compute_log_manager import S3ComputeLogManager
 from dagster_docker import DockerRunLauncher
 from dagster_postgres import PostgresRunStorage
 
-from skin_cancer_assets.jobs import DEPLOY, ELECTION, MONITORING, RUN_KIND
+from skin_cancer_assets.runs import DEPLOY, ELECTION, MONITORING, RUN_KIND
 from tests.deploy.deploy_support import COMPOSE_FILE, INSTANCE_FILES, K8S, load_yaml
 
 # What the Compose stack's compute log manager reads; nothing is contacted when it loads.
@@ -66,8 +66,9 @@ def test_compose_instance_runs_containers_on_the_code_locations_networks(instanc
         assert isinstance(launcher, DockerRunLauncher)
         assert isinstance(instance.run_storage, PostgresRunStorage)
         assert isinstance(instance.compute_log_manager, S3ComputeLogManager)
-        # Runs and steps reach what the code location reaches (the Docker API included), nothing more.
-        code_networks = {compose["networks"][network]["name"] for network in compose["services"]["code-location"]["networks"]}
+        # Runs and steps reach what the two code locations reach (the Docker API included), nothing more.
+        code_networks = {compose["networks"][network]["name"] for location in ("code-location", "deploy-location")
+                         for network in compose["services"][location]["networks"]}
         assert set(launcher.networks) == code_networks
     # Runs and steps get their variables from the daemon: each must be set there, and
     # everything the code location sees must reach them too.

@@ -161,16 +161,20 @@ def test_urls_in_the_config_map_reach_services(manifests):
 
 def test_helm_values_use_the_charts_keys(values):
     assert set(values) <= CHART_KEYS, f"not keys of the dagster chart: {sorted(set(values) - CHART_KEYS)}"
-    (deployment,) = values["dagster-user-deployments"]["deployments"]
-    assert set(deployment) <= USER_DEPLOYMENT_KEYS
+    for deployment in values["dagster-user-deployments"]["deployments"]:
+        assert set(deployment) <= USER_DEPLOYMENT_KEYS
     assert values["runLauncher"]["type"] == "K8sRunLauncher"
     assert set(values["runLauncher"]["config"]["k8sRunLauncher"]) <= K8S_RUN_LAUNCHER_KEYS
     assert values["global"]["postgresqlSecretName"] in SECRETS
     assert values["postgresql"]["existingSecret"] == values["global"]["postgresqlSecretName"]
 
 
+def user_deployments(values: dict) -> dict[str, dict]:
+    return {deployment["name"]: deployment for deployment in values["dagster-user-deployments"]["deployments"]}
+
+
 def test_helm_user_deployment_runs_the_code_image_with_the_k8s_executor(values, manifests):
-    (deployment,) = values["dagster-user-deployments"]["deployments"]
+    deployment = user_deployments(values)["skin-cancer"]
     dagster = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["dagster"]
     assert deployment["image"]["repository"] == "skin-cancer-code"
     assert deployment["dagsterApiGrpcArgs"] == ["-m", dagster["module_name"]]
@@ -179,7 +183,7 @@ def test_helm_user_deployment_runs_the_code_image_with_the_k8s_executor(values, 
     assert deployment["includeConfigInLaunchedRuns"]["enabled"] is True
     config_maps = {doc["metadata"]["name"] for doc in manifests if doc["kind"] == "ConfigMap"}
     launcher = values["runLauncher"]["config"]["k8sRunLauncher"]
-    for holder in (deployment, launcher, values["dagsterWebserver"], values["dagsterDaemon"]):
+    for holder in (*user_deployments(values).values(), launcher, values["dagsterWebserver"], values["dagsterDaemon"]):
         assert {ref["name"] for ref in holder["envConfigMaps"]} <= config_maps
         assert {ref["name"] for ref in holder["envSecrets"]} <= SECRETS
 
@@ -205,6 +209,14 @@ def _model_steps(gpu_tags: dict) -> dict[str, dict]:
 
     defs = build_defs(profile_named("default"), gpu_tags)
     return {spec.name: _step_job(defs.get_assets_def(spec.name)) for spec in ZOO}
+
+
+def test_the_deploy_location_runs_from_the_code_image_as_the_workspace_names_it(values):
+    modules = {entry["python_module"]["module_name"] for entry in load_yaml(REPO / "workspace.yaml")["load_from"]}
+    served = {deployment["dagsterApiGrpcArgs"][1] for deployment in user_deployments(values).values()}
+    assert served == modules == {"skin_cancer_assets.definitions", "skin_cancer_assets.deploy_location"}
+    images = {deployment["image"]["repository"] for deployment in user_deployments(values).values()}
+    assert images == {"skin-cancer-code"}
 
 
 def test_gpu_requests_are_opt_in_and_only_for_models_that_want_one():
@@ -264,8 +276,7 @@ def test_only_the_pipeline_and_serving_reach_mlflow(manifests, values):
     def admitted(labels: dict) -> bool:
         return any(_selects(peer["podSelector"], labels) for peer in rule["from"])
 
-    (code_location,) = values["dagster-user-deployments"]["deployments"]
-    pipeline = [{"deployment": code_location["name"]}, _dagster_pod_labels("run_worker"), _dagster_pod_labels("step_worker")]
+    pipeline = [*({"deployment": name} for name in user_deployments(values)), _dagster_pod_labels("run_worker"), _dagster_pod_labels("step_worker")]
     assert all(admitted(labels) for labels in pipeline)
     pods = {doc["metadata"]["name"]: doc["spec"]["template"]["metadata"]["labels"] for doc in manifests if doc["kind"] == "Deployment"}
     assert {name for name, labels in pods.items() if admitted(labels)} == {"skin-cancer-serving"}

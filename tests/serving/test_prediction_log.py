@@ -12,7 +12,8 @@ import httpx
 import numpy as np
 import pytest
 from skin_cancer_assets.assets.monitoring import production_predictions
-from skin_cancer_assets.environment import build_resources, profile_from_env
+from skin_cancer_assets.environment import profile_from_env
+from skin_cancer_assets.pipeline_resources import build_resources
 from skin_cancer_contract.imaging import resize_images
 from tests.resources.s3_support import ACCESS_KEY, REGION, SECRET_KEY, S3Server
 from tests.serving.serving_support import DATASET, Serving, champion_serving, metric_delta, metric_samples

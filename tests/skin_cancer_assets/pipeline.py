@@ -12,7 +12,8 @@ import numpy as np
 from skin_cancer_assets.assets.models import TRAINING_IMAGES, candidate_key
 from skin_cancer_assets.definitions import defs
 from skin_cancer_assets.election import Candidate
-from skin_cancer_assets.environment import artifact_store, build_resources, profile_from_env
+from skin_cancer_assets.environment import profile_from_env
+from skin_cancer_assets.pipeline_resources import artifact_store, build_resources
 from skin_cancer_assets.model_zoo import ZOO
 from skin_cancer_assets.splitting import rows_of
 from skin_cancer_contract.evaluation import METRICS, evaluate

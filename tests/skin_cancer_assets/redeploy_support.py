@@ -16,8 +16,7 @@ import httpx
 import mlflow
 
 from skin_cancer_assets.election import PROMOTED
-from skin_cancer_assets.jobs import deploy_champion
-from skin_cancer_assets.sensors import redeploy_on_new_champion, serving_follows_the_alias
+from skin_cancer_assets.deploy_location import deploy_champion, redeploy_on_new_champion, serving_follows_the_alias
 from skin_cancer_contract.api import UPLOAD_FIELD
 from skin_cancer_contract.registry import CHAMPION_ALIAS, CHAMPION_URI, REGISTERED_MODEL_NAME
 from tests.helpers import DagsterProcesses, copy_version, environment, free_port, start_dagster

@@ -1,10 +1,14 @@
-"""The code location loads and draws the lineage of ARCHITECTURE.md."""
+"""The two code locations load and together draw the lineage of ARCHITECTURE.md."""
+
+import subprocess
+import sys
 
 import dagster as dg
 
 from skin_cancer_assets.assets.champion import ELECTION_POOL
+from skin_cancer_assets import deploy_location
 from skin_cancer_assets.definitions import build_defs, defs
-from skin_cancer_assets.jobs import DEPLOY, ELECTION, MONITORING, RUN_KIND
+from skin_cancer_assets.runs import DEPLOY, ELECTION, MONITORING, RUN_KIND
 from skin_cancer_assets.model_zoo import ZOO
 from skin_cancer_assets.profiles import PROFILES
 from skin_cancer_assets.training_config import TrainingConfig
@@ -19,7 +23,8 @@ CANDIDATES = {f"{name}_candidate" for name in MODELS}
 
 
 def _graph():
-    return defs.resolve_asset_graph()
+    """The lineage as the workspace draws it: both locations' assets."""
+    return dg.Definitions.merge(defs, deploy_location.defs).resolve_asset_graph()
 
 
 def _parents(name: str) -> set[str]:
@@ -57,12 +62,29 @@ def test_lineage_runs_from_raw_images_to_serving():
 
 
 def test_the_redeploy_sensor_is_wired_to_the_champion_and_the_deploy_job():
-    sensor = defs.resolve_sensor_def("redeploy_on_new_champion")
+    sensor = deploy_location.defs.resolve_sensor_def("redeploy_on_new_champion")
     assert sensor.asset_key == dg.AssetKey("champion_model")
     assert sensor.job_name == "deploy_champion"
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
-    deploy = defs.resolve_job_def("deploy_champion")
+    deploy = deploy_location.defs.resolve_job_def("deploy_champion")
     assert {key.to_user_string() for key in deploy.asset_layer.selected_asset_keys} == {"serving_deployment"}
+
+
+HEAVY_MODULES = ("tensorflow", "keras", "mlflow", "dagster_mlflow", "boto3", "evidently", "skin_cancer_assets.training")
+
+
+def test_the_deploy_location_imports_no_training_code_mlflow_or_tensorflow():
+    """What a deploy run's process imports: the location module, in a fresh interpreter."""
+    probe = f"import sys, skin_cancer_assets.deploy_location; print([m for m in {HEAVY_MODULES!r} if m in sys.modules])"
+    imported = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
+    assert imported == "[]"
+
+
+def test_the_training_location_defines_no_deploy():
+    assert {job.name for job in defs.resolve_all_job_defs()} >= {"train_and_elect", "monitor_production"}
+    assert "deploy_champion" not in {job.name for job in defs.resolve_all_job_defs()}
+    assert {sensor.name for sensor in defs.sensors} == {"retrain_on_new_data"}
+    assert not defs.resolve_asset_graph().has(dg.AssetKey("serving_deployment"))
 
 
 def test_training_job_covers_everything_but_the_deploy():
@@ -73,7 +95,7 @@ def test_training_job_covers_everything_but_the_deploy():
 
 def test_each_job_tags_its_runs_with_the_kind_the_run_queue_limits():
     assert defs.resolve_job_def("train_and_elect").tags[RUN_KIND] == ELECTION
-    assert defs.resolve_job_def("deploy_champion").tags[RUN_KIND] == DEPLOY
+    assert deploy_location.defs.resolve_job_def("deploy_champion").tags[RUN_KIND] == DEPLOY
     assert defs.resolve_job_def("monitor_production").tags[RUN_KIND] == MONITORING
 
 

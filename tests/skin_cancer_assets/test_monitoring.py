@@ -16,7 +16,8 @@ from PIL import Image
 
 from skin_cancer_assets.assets.monitoring import production_drift, production_performance, production_predictions
 from skin_cancer_assets.definitions import defs
-from skin_cancer_assets.environment import build_resources, profile_from_env
+from skin_cancer_assets.environment import profile_from_env
+from skin_cancer_assets.pipeline_resources import build_resources
 from skin_cancer_assets.production import MIN_DRIFT_SAMPLES, STATISTICS, probability_column
 from skin_cancer_contract.evaluation import wilson_interval
 from skin_cancer_contract.monitoring import FEEDBACK, PREDICTIONS, batch_key

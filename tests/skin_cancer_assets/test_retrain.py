@@ -10,7 +10,8 @@ import mlflow
 import pytest
 
 from skin_cancer_assets.election import PROMOTED
-from skin_cancer_assets.jobs import ELECTION, RUN_KIND, train_and_elect
+from skin_cancer_assets.jobs import train_and_elect
+from skin_cancer_assets.runs import ELECTION, RUN_KIND
 from skin_cancer_assets.sensors import SOURCE_DIGEST_TAG, retrain_sensor
 from skin_cancer_contract.data import layout
 from tests.conftest import copy_subset

@@ -13,7 +13,8 @@ from skin_cancer_assets.definitions import build_defs
 from skin_cancer_assets.environment import RETRAIN_INTERVAL_SECONDS, RETRAIN_QUIET_TICKS, retrain_interval, retrain_quiet_ticks
 from skin_cancer_assets.jobs import train_and_elect
 from skin_cancer_assets.profiles import PROFILES, Profile
-from skin_cancer_assets.sensors import SOURCE_DIGEST_TAG, UNFINISHED, retrain_sensor
+from skin_cancer_assets.runs import UNFINISHED
+from skin_cancer_assets.sensors import SOURCE_DIGEST_TAG, retrain_sensor
 from skin_cancer_assets.upload_data import upload
 from tests.conftest import DATASET, copy_subset
 

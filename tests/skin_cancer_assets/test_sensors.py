@@ -1,7 +1,7 @@
 """The deploy sensors tick by tick on an ephemeral instance.
 
 `redeploy_on_new_champion`: real materializations of `champion_model` (from a stand-in asset of that
-key, with the election's metadata) and the sensor as the daemon evaluates it, through the code
+key, with the election's metadata) and the sensor as the daemon evaluates it, through the deploy
 location's definitions. `serving_follows_the_alias`: the real sensor and the real LocalServingTarget
 asking over HTTP, answered by a stand-in on loopback that plays both serving's `GET /model` and the
 MLflow registry's `registered-models/get` (a real serving would need a trained model; the redeploy
@@ -18,10 +18,8 @@ import dagster as dg
 import pytest
 
 from resources.deploy import PROBE_TIMEOUT_SECONDS, LocalServingTarget
-from skin_cancer_assets.definitions import defs
 from skin_cancer_assets.election import KEPT, PROMOTED, REJECTED
-from skin_cancer_assets.jobs import deploy_champion
-from skin_cancer_assets.sensors import BACKOFF_SECONDS, redeploy_on_new_champion, serving_follows_the_alias
+from skin_cancer_assets.deploy_location import BACKOFF_SECONDS, defs, deploy_champion, redeploy_on_new_champion, serving_follows_the_alias
 from skin_cancer_contract.registry import CHAMPION_ALIAS, REGISTERED_MODEL_NAME
 from tests.helpers import send_json
 
@@ -187,7 +185,7 @@ def materialize_election(instance: dg.DagsterInstance, decision: str, version: i
 
 
 class ChampionTicks:
-    """Evaluates `redeploy_on_new_champion` as the daemon does, from the code location's definitions,
+    """Evaluates `redeploy_on_new_champion` as the daemon does, from the deploy location's definitions,
     each tick from the cursor the last one left."""
 
     def __init__(self, instance: dg.DagsterInstance):

@@ -10,11 +10,13 @@ import shutil
 import time
 from pathlib import Path
 
+import dagster as dg
 import httpx
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
+from skin_cancer_assets import deploy_location
 from skin_cancer_assets.definitions import build_defs
 from skin_cancer_assets.model_zoo import ZOO
 from skin_cancer_assets.profiles import profile_named
@@ -138,7 +140,7 @@ def test_asset_graph_shows_the_whole_lineage(page, dagster_ui):
     }
     defined = {
         spec.key.path[-1]: (spec.group_name, {dep.asset_key.path[-1] for dep in spec.deps})
-        for spec in build_defs(profile_named("smoke")).resolve_all_asset_specs()
+        for spec in dg.Definitions.merge(build_defs(profile_named("smoke")), deploy_location.defs).resolve_all_asset_specs()
     }
     assert served == defined  # every asset, its group and its upstream assets, as the webserver serves them
     show_whole_lineage(page, dagster_ui)

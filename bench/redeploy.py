@@ -1,5 +1,5 @@
 """Benchmark: a new champion's way to serving, from its materialization to every request answered
-by the new version, with 8 clients posting real images throughout (target: <= 15 s, 0 failed).
+by the new version, with 8 clients posting real images throughout (target: <= 8 s, 0 failed).
 
     .venv/bin/python bench/redeploy.py [--redeploys 3]
 
@@ -51,7 +51,7 @@ from tests.skin_cancer_assets.redeploy_support import (  # noqa: E402
 )
 
 PHASES = ["sensor pick-up", "queue", "run start", "step start", "roll-out", "model load", "swap"]
-TARGET_SECONDS = 15.0
+TARGET_SECONDS = 8.0
 
 
 def event_time(instance: dg.DagsterInstance, run_id: str, event_type: dg.DagsterEventType, step: str | None = None) -> float:

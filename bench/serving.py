@@ -375,7 +375,7 @@ def print_table(
     if reload:
         seconds, old, new = reload
         print(f"  reload latency (POST /admin/reload -> version {new} answers, was {old}): {seconds:.1f} s "
-              "(serving's share of the 15 s redeploy target; bench/redeploy.py times the whole redeploy)")
+              "(serving's share of the 8 s redeploy target; bench/redeploy.py times the whole redeploy)")
 
 
 def rgba_png(side: int) -> bytes:

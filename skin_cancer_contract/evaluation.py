@@ -140,3 +140,49 @@ def with_intervals(labels: np.ndarray, probs: np.ndarray, threshold: float, resa
     else:
         figures["roc_auc_low"] = figures["roc_auc_high"] = math.nan
     return figures
+
+
+def mcnemar(labels: np.ndarray, predictions_a: np.ndarray, predictions_b: np.ndarray) -> dict[str, float]:
+    """McNemar's test of two models' correct calls on the same images (`predictions_*` are 0/1 or bool).
+
+    Only the discordant images count: `a_only` that the first model gets right and the second wrong,
+    `b_only` the reverse. With fewer than 25 discordant images the p-value is the exact two-sided
+    binomial one (min(1, 2 P(X <= min(a_only, b_only))), X ~ Bin(a_only + b_only, 1/2)); with more,
+    the continuity-corrected chi-square ((|a_only - b_only| - 1)^2 / (a_only + b_only), 1 degree of freedom).
+    """
+    actual = np.asarray(labels) == 1
+    right_a = (np.asarray(predictions_a).astype(bool)) == actual
+    right_b = (np.asarray(predictions_b).astype(bool)) == actual
+    a_only, b_only = int(np.sum(right_a & ~right_b)), int(np.sum(~right_a & right_b))
+    discordant = a_only + b_only
+    if discordant == 0:
+        p_value, method = 1.0, "exact"
+    elif discordant < 25:
+        tail = sum(math.comb(discordant, k) for k in range(min(a_only, b_only) + 1)) / 2**discordant
+        p_value, method = min(1.0, 2 * tail), "exact"
+    else:
+        statistic = (abs(a_only - b_only) - 1) ** 2 / discordant
+        p_value, method = math.erfc(math.sqrt(statistic / 2)), "chi-square"
+    return {"a_only": a_only, "b_only": b_only, "p_value": float(p_value), "method": method}
+
+
+def paired_bootstrap_roc_auc(
+    labels: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray, draws: int = 1000, seed: int = 0
+) -> dict[str, float]:
+    """ROC-AUC of `scores_a` minus that of `scores_b` on the same images, with a 95 % percentile
+    interval and a two-sided p-value from a paired, stratified bootstrap: every draw resamples the
+    malignant and the benign images apart (so each has both classes) and scores the same images
+    for both models. The p-value is twice the smaller share of draws on either side of 0, at most 1."""
+    positive, negative = np.flatnonzero(np.asarray(labels) == 1), np.flatnonzero(np.asarray(labels) == 0)
+    if len(positive) < 2 or len(negative) < 2:
+        raise ValueError(f"a paired bootstrap needs two images of each class, got {len(positive)} malignant and {len(negative)} benign")
+    a, b = np.asarray(scores_a, dtype=np.float64), np.asarray(scores_b, dtype=np.float64)
+    difference = _roc_auc(a[positive], a[negative]) - _roc_auc(b[positive], b[negative])
+    rng = np.random.default_rng(seed)
+    resampled = np.empty(draws)
+    for draw in range(draws):
+        pos, neg = rng.choice(positive, len(positive)), rng.choice(negative, len(negative))
+        resampled[draw] = _roc_auc(a[pos], a[neg]) - _roc_auc(b[pos], b[neg])
+    low, high = (float(q) for q in np.quantile(resampled, [0.025, 0.975]))
+    p_value = min(1.0, 2 * min(np.mean(resampled <= 0), np.mean(resampled >= 0)))
+    return {"difference": float(difference), "low": low, "high": high, "p_value": float(p_value)}

@@ -4,7 +4,15 @@ Wilson interval, the split digest."""
 import numpy as np
 import pytest
 
-from skin_cancer_contract.evaluation import evaluate, split_digest, threshold_for_recall, wilson_interval
+from skin_cancer_contract.evaluation import (
+    evaluate,
+    mcnemar,
+    paired_bootstrap_roc_auc,
+    paired_roc_auc_difference,
+    split_digest,
+    threshold_for_recall,
+    wilson_interval,
+)
 
 
 def test_threshold_reaches_the_target_recall_on_validation_data():
@@ -140,3 +148,49 @@ def test_every_figure_comes_with_a_95_percent_interval_that_narrows_with_more_im
         assert (figures["recall_malignant_low"], figures["recall_malignant_high"]) == (low, high)
         widths.append(figures["roc_auc_high"] - figures["roc_auc_low"])
     assert widths[1] < widths[0] / 3  # about 1/sqrt(16) as wide
+
+
+def _calls(a_only: int, b_only: int, both: int, neither: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Labels and two models' calls with the given counts of images each gets right."""
+    labels = np.array([1, 0] * (a_only + b_only + both + neither))[: a_only + b_only + both + neither]
+    right_a = np.array([True] * a_only + [False] * b_only + [True] * both + [False] * neither)
+    right_b = np.array([False] * a_only + [True] * b_only + [True] * both + [False] * neither)
+    return labels, np.where(right_a, labels, 1 - labels), np.where(right_b, labels, 1 - labels)
+
+
+def test_mcnemar_exact_on_few_discordant_images():
+    # 1 against 5 discordant: P(X <= 1), X ~ Bin(6, 1/2), is 7/64; two-sided 14/64
+    result = mcnemar(*_calls(1, 5, 40, 3))
+    assert (result["a_only"], result["b_only"], result["method"]) == (1, 5, "exact")
+    assert result["p_value"] == pytest.approx(14 / 64)
+    assert mcnemar(*_calls(0, 6, 10, 0))["p_value"] == pytest.approx(2 / 64)
+    assert mcnemar(*_calls(3, 3, 10, 0))["p_value"] == 1.0  # capped: the two tails overlap
+    assert mcnemar(*_calls(0, 0, 10, 2))["p_value"] == 1.0
+
+
+def test_mcnemar_chi_square_on_many_discordant_images():
+    # (|30 - 10| - 1)^2 / 40 = 9.025; the chi-square tail at 1 degree of freedom is 0.002663
+    result = mcnemar(*_calls(30, 10, 100, 5))
+    assert (result["a_only"], result["b_only"], result["method"]) == (30, 10, "chi-square")
+    assert result["p_value"] == pytest.approx(0.002663, abs=2e-6)
+
+
+def test_paired_bootstrap_agrees_with_delong():
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 2, 500)
+    strong = labels * 1.2 + rng.normal(size=500)
+    weak = labels * 0.5 + rng.normal(size=500) + 0.3 * strong  # correlated, as two models on the same images are
+    result = paired_bootstrap_roc_auc(labels, strong, weak, draws=1000, seed=0)
+    difference, error = paired_roc_auc_difference(labels, strong, weak)
+    assert result["difference"] == pytest.approx(difference, abs=1e-12)  # the same point estimate
+    assert result["low"] == pytest.approx(difference - 1.96 * error, abs=0.01)
+    assert result["high"] == pytest.approx(difference + 1.96 * error, abs=0.01)
+    assert result["low"] > 0 and result["p_value"] < 0.01  # DeLong's two-sided p-value here is 0.0002
+
+
+def test_paired_bootstrap_of_identical_scores_is_zero():
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 2, 200)
+    scores = labels + rng.normal(size=200)
+    result = paired_bootstrap_roc_auc(labels, scores, scores.copy(), draws=200)
+    assert (result["difference"], result["low"], result["high"], result["p_value"]) == (0.0, 0.0, 0.0, 1.0)

@@ -8,8 +8,10 @@ recipe that changes a pretrained backbone's settings (frozen epochs, fine-tuning
 the start for a model without one, before anything trains. Every recipe is the model's zoo defaults with a few settings replaced, trained on the full
 training split with `skin_cancer_assets.training.train` (the assets' own code: the
 `validation_split` asset's held-out images, early stopping and threshold). Recipes are chosen by their
-validation ROC-AUC; the test figures are printed for docs/results.md, not for choosing. The
-table shows each recipe's change against the first one, run in the same process.
+validation ROC-AUC. The table shows each recipe's change against the first one, run in the same
+process, with a paired test on the same validation images: McNemar's on the correct calls at each
+recipe's own threshold, a paired stratified bootstrap on ROC-AUC. It prints validation figures only;
+`--show-test` adds the test figures, for one final run per change of recipe (docs/results.md).
 """
 
 import argparse
@@ -22,7 +24,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from bench.arrays import split_arrays, train_rows  # noqa: E402
 from skin_cancer_assets.environment import default_data_folder  # noqa: E402
-from skin_cancer_contract.evaluation import evaluate  # noqa: E402
+from skin_cancer_contract.evaluation import evaluate, mcnemar, paired_bootstrap_roc_auc  # noqa: E402
 
 RECIPES = {
     "zoo": {},
@@ -88,10 +90,16 @@ def run_recipe(spec, overrides: dict, arrays: dict) -> dict:
     started = time.monotonic()
     trained = training.train(spec, config, arrays["train_images"], arrays["train_labels"], arrays["train_rows"], lambda *_: None)
     seconds = time.monotonic() - started
-    probs = training.predict(trained.model, arrays["test_images"], config.batch_size)
-    test = evaluate(arrays["test_labels"], probs, trained.threshold)
+    val_probs = trained.validation_probabilities
+    val = evaluate(arrays["train_labels"][arrays["train_rows"][1]], val_probs, trained.threshold)
+    test = None
+    if "test_images" in arrays:
+        test = evaluate(arrays["test_labels"], training.predict(trained.model, arrays["test_images"], config.batch_size), trained.threshold)
     return {
         "val_roc_auc": trained.validation_metrics["roc_auc"],
+        "val": val,
+        "val_probs": val_probs,
+        "threshold": trained.threshold,
         "test": test,
         "seconds": seconds,
         "epochs_run": len(trained.history.get("loss", [])),
@@ -107,6 +115,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="TensorFlow threads (the graph gives each model 1)")
     parser.add_argument("--epochs", type=int, help="replace every recipe's epochs (a quick check of this script)")
     parser.add_argument("--data", default=str(default_data_folder()))
+    parser.add_argument("--show-test", action="store_true", help="also print the test figures (one final run per change of recipe)")
     args = parser.parse_args()
     names = args.recipes.split(",")
 
@@ -119,7 +128,7 @@ def main() -> None:
     recipes = checked_recipes(specs[args.model], names)
     training.limit_threads(args.threads)
     arrays = {}
-    for split in ("train", "test"):
+    for split in ("train", "test") if args.show_test else ("train",):
         arrays[f"{split}_images"], arrays[f"{split}_labels"] = split_arrays(split, args.data)
     arrays["train_rows"] = train_rows(args.data)
 
@@ -129,18 +138,39 @@ def main() -> None:
         overrides = {**recipes[name], **({"epochs": args.epochs} if args.epochs else {})}
         results[name] = run_recipe(specs[args.model], overrides, arrays)
         r = results[name]
-        print(f"  val ROC-AUC {r['val_roc_auc']:.3f}, test ROC-AUC {r['test']['roc_auc']:.3f}, {r['seconds']:.0f} s", flush=True)
+        test = f", test ROC-AUC {r['test']['roc_auc']:.3f}" if r["test"] else ""
+        print(f"  val ROC-AUC {r['val_roc_auc']:.3f}{test}, {r['seconds']:.0f} s", flush=True)
 
-    base = results[names[0]]
-    print(f"\n{args.model}, {args.threads} thread(s); changes are against `{names[0]}`")
-    print("| recipe | val ROC-AUC | change | test ROC-AUC | test accuracy | recall | specificity | epochs | time | x time |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    val_labels = arrays["train_labels"][arrays["train_rows"][1]]
+    print(f"\n{args.model}, {args.threads} thread(s); changes are against `{names[0]}`, paired on the {len(val_labels)} validation images")
+    print_table(results, names[0], val_labels, args.show_test)
+
+
+def print_table(results: dict, baseline: str, val_labels, show_test: bool) -> None:
+    """Validation figures, each recipe's change against `baseline` with its paired tests, and the
+    test figures when `show_test`."""
+    base = results[baseline]
+    test_head = " test ROC-AUC | test accuracy | test recall | test specificity |" if show_test else ""
+    print(
+        "| recipe | val ROC-AUC | change | bootstrap 95 % | p (bootstrap) | val accuracy | discordant (recipe/base right) | "
+        f"p (McNemar) | val recall | val specificity |{test_head} epochs | time | x time |"
+    )
+    print("|---|" + "---:|" * (12 + (4 if show_test else 0)))
     for name, r in results.items():
+        v = r["val"]
+        if name == baseline:
+            paired = "| - | - | - |"
+            mc = "| - | - |"
+        else:
+            boot = paired_bootstrap_roc_auc(val_labels, r["val_probs"], base["val_probs"])
+            calls = mcnemar(val_labels, r["val_probs"] >= r["threshold"], base["val_probs"] >= base["threshold"])
+            paired = f"| {boot['difference']:+.3f} | {boot['low']:+.3f} to {boot['high']:+.3f} | {boot['p_value']:.3f} |"
+            mc = f"| {calls['a_only']}/{calls['b_only']} | {calls['p_value']:.3f} ({calls['method']}) |"
         t = r["test"]
+        test = f" {t['roc_auc']:.3f} | {t['accuracy']:.3f} | {t['recall_malignant']:.3f} | {t['specificity']:.3f} |" if show_test else ""
         print(
-            f"| {name} | {r['val_roc_auc']:.3f} | {r['val_roc_auc'] - base['val_roc_auc']:+.3f} | {t['roc_auc']:.3f} | "
-            f"{t['accuracy']:.3f} | {t['recall_malignant']:.3f} | {t['specificity']:.3f} | {r['epochs_run']} | "
-            f"{r['seconds'] / 60:.1f} min | {r['seconds'] / base['seconds']:.2f}x |"
+            f"| {name} | {v['roc_auc']:.3f} {paired} {v['accuracy']:.3f} {mc} {v['recall_malignant']:.3f} | {v['specificity']:.3f} |"
+            f"{test} {r['epochs_run']} | {r['seconds'] / 60:.1f} min | {r['seconds'] / base['seconds']:.2f}x |"
         )
 
 
